@@ -1,0 +1,120 @@
+"""Build the network a zoo checkpoint belongs to and load its weights, without solo-learn.
+
+* ``resnet18`` / ``resnet50``: torchvision's model, ``fc`` replaced by ``nn.Identity`` (features of
+  512 / 2048 dims, as in solo-learn). With ``cifar_stem`` the stem is solo-learn's CIFAR layout:
+  ``conv1 = Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)`` and ``maxpool`` = identity.
+* solo-learn's ``vit_*``, ``swin_*`` and ``convnext_*`` names map to the timm models they wrap
+  (:data:`TIMM_NAMES`); any other name is given to ``timm.create_model`` as is, with ``num_classes=0``.
+* What neither library knows (solo-learn's ``wide_resnet28w*``, ``poolformer_*``, and the ViTs of
+  ``mocov3`` / ``mae``) is built with solo-learn's own constructor when solo-learn is installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from solo_directpred.zoo.errors import ZooError
+from solo_directpred.zoo.manifest import BackboneSpec
+
+TORCHVISION_RESNETS = ("resnet18", "resnet50")
+#: solo-learn backbone name -> the timm model it instantiates (solo/backbones/{vit,swin,convnext}).
+TIMM_NAMES = {
+    "vit_tiny": "vit_tiny_patch16_224",
+    "vit_small": "vit_small_patch16_224",
+    "vit_base": "vit_base_patch16_224",
+    "vit_large": "vit_large_patch16_224",
+    "swin_tiny": "swin_tiny_patch4_window7_224",
+    "swin_small": "swin_small_patch4_window7_224",
+    "swin_base": "swin_base_patch4_window7_224",
+    "swin_large": "swin_large_patch4_window7_224",
+    "convnext_tiny": "convnext_tiny",
+    "convnext_small": "convnext_small",
+    "convnext_base": "convnext_base",
+    "convnext_large": "convnext_large",
+}
+#: Methods for which solo-learn swaps in its own ViT (not the plain timm one).
+SOLO_VIT_METHODS = ("mocov3", "mae")
+
+
+def build_backbone(spec: BackboneSpec, method: str = "") -> nn.Module:
+    """A randomly initialised backbone laid out as ``spec`` says (no classifier head).
+
+    ``method`` only matters for solo-learn's ViTs under ``mocov3``/``mae``, which need solo-learn.
+    """
+    if spec.name in TORCHVISION_RESNETS:
+        return _torchvision_resnet(spec)
+    if spec.cifar_stem:
+        raise ZooError(f"cifar_stem is only defined for {', '.join(TORCHVISION_RESNETS)}, not {spec.name!r}")
+    solo_vit = spec.name.startswith("vit_") and method in SOLO_VIT_METHODS
+    if not solo_vit:
+        import timm
+
+        timm_name = TIMM_NAMES.get(spec.name, spec.name)
+        if timm.is_model(timm_name):
+            return timm.create_model(timm_name, pretrained=False, num_classes=0, **spec.kwargs)
+    return _solo_backbone(spec, method)
+
+
+def _torchvision_resnet(spec: BackboneSpec) -> nn.Module:
+    from solo_directpred.compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+    import torchvision.models
+
+    model = getattr(torchvision.models, spec.name)(weights=None, **spec.kwargs)
+    model.fc = nn.Identity()
+    if spec.cifar_stem:
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+        model.maxpool = nn.Identity()
+    return model
+
+
+def _solo_backbone(spec: BackboneSpec, method: str) -> nn.Module:
+    try:
+        from solo_directpred.compat import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+        from solo.methods.base import BaseMethod
+    except ImportError as err:
+        raise ZooError(
+            f"backbone {spec.name!r} (method {method or '-'!r}) has no torchvision/timm equivalent and "
+            "solo-learn is not installed; install the 'solo' extra to build it"
+        ) from err
+    if spec.name not in BaseMethod._BACKBONES:
+        raise ZooError(
+            f"unknown backbone {spec.name!r}: not a torchvision ResNet, not a timm model, not a solo-learn "
+            f"backbone ({', '.join(sorted(BaseMethod._BACKBONES))})"
+        )
+    return BaseMethod._BACKBONES[spec.name](method, **spec.kwargs)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], spec: BackboneSpec) -> nn.Module:
+    """Load ``state`` into ``model`` strictly (a ResNet's ``fc.*`` head is dropped first).
+
+    Strict on purpose: solo-learn's ``main_linear.py`` loads with ``strict=False``, which turns a
+    renamed key into a silently random layer.
+    """
+    if spec.name in TORCHVISION_RESNETS:
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    result = _strict_load(model, state)
+    if result is not None:
+        raise ZooError(f"weights do not fit backbone {spec.name!r} (cifar_stem={spec.cifar_stem}): {result}")
+    return model
+
+
+def _strict_load(model: nn.Module, state: dict[str, Any]) -> str | None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shapes:
+        parts = []
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+            if keys:
+                parts.append(f"{len(keys)} {label} key(s), e.g. {', '.join(keys[:3])}")
+        return "; ".join(parts)
+    model.load_state_dict(state, strict=True)
+    return None
