@@ -1,0 +1,5 @@
+import sys
+
+from solo_directpred.cli import main
+
+sys.exit(main())

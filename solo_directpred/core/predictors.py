@@ -1,0 +1,406 @@
+"""Analytic linear predictors (DirectPred, DirectCopy, DirectSet(α)) and the gradient-trained baseline.
+
+The analytic predictor is *set*, not trained (paper §4, Eqn. 18):
+
+    F̂ = U diag(s) Uᵀ,   p_j = (max(s_j, 0) / s_max)^α + ε   (clamped ≥ 1e-4),   W_p = U diag(p) Uᵀ
+
+α = ½ is DirectPred, α = 1 is DirectCopy (Wang et al. 2021), any α > 0 is DirectSet(α). With
+``normalize=False`` the max-normalisation is dropped (p_j = s_j^α + ε). The offset variant of the
+paper's Table 7 is p_j = √max(s_j/s_max − c, 0).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from solo_directpred.core.correlation import RunningCorrelation
+from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenpair
+
+Solver = Literal["eigh", "newton_schulz", "power", "auto"]
+SOLVERS = ("eigh", "newton_schulz", "power", "auto")
+P_MIN = 1e-4  # floor of the predictor eigenvalues (paper code's clamp)
+_EIGH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def eigenvalue_transform(
+    values: Tensor, alpha: float = 0.5, eps: float = 0.1, normalize: bool = True, offset: float | None = None
+) -> Tensor | None:
+    """Map eigenvalues s of F̂ to eigenvalues p of W_p; None when no eigenvalue is positive (collapse).
+
+    ``p = (max(s,0)/s_max)^α + ε`` (``normalize=False``: ``max(s,0)^α + ε``), or, with ``offset=c``,
+    ``p = √max(s/s_max − c, 0)`` (Table 7; α and ε unused). Result clamped at ≥ 1e-4.
+    """
+    s = values.clamp_min(0)
+    s_max = s.max()
+    if not torch.isfinite(s_max) or s_max <= 0:
+        return None
+    if offset is not None:
+        p = (s / s_max - offset).clamp_min(0).sqrt()
+    else:
+        base = s / s_max if normalize else s
+        p = base.pow(alpha) + eps
+    return p.clamp_min(P_MIN)
+
+
+def analytic_weight(
+    correlation: Tensor,
+    alpha: float = 0.5,
+    eps: float = 0.1,
+    normalize: bool = True,
+    offset: float | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor | None:
+    """W_p = U diag(p) Uᵀ from a correlation matrix by eigendecomposition (reference path).
+
+    Args:
+        correlation: (d, d) symmetric PSD estimate F̂.
+        alpha, eps, normalize, offset: see :func:`eigenvalue_transform`.
+        dtype: precision of the eigendecomposition (float32 or float64).
+
+    Returns:
+        (d, d) symmetric matrix in ``dtype``, or None if F̂ has no positive eigenvalue.
+    """
+    values, vectors, _ = safe_eigh(correlation, dtype=dtype)
+    p = eigenvalue_transform(values, alpha, eps, normalize, offset)
+    if p is None:
+        return None
+    return (vectors * p) @ vectors.T
+
+
+def directpred(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
+    """DirectPred's predictor (α = ½): (F̂/s_max)^{1/2} + εI. See :func:`analytic_weight`."""
+    return analytic_weight(correlation, alpha=0.5, eps=eps)
+
+
+def directcopy(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
+    """DirectCopy's predictor (α = 1) without eigendecomposition: F̂/λ_max(F̂) + εI.
+
+    λ_max comes from power iteration (O(d²) per iteration) instead of an O(d³) eigh. Eigenvalues of the
+    result below 1e-4 are not clamped here; they only occur when ε < 1e-4.
+    """
+    value, _ = top_eigenpair(correlation, num_iters=50)
+    if not torch.isfinite(value) or value <= 0:
+        return None
+    eye = torch.eye(correlation.shape[-1], dtype=value.dtype, device=correlation.device)
+    return correlation.to(value.dtype) / value + eps * eye
+
+
+class AnalyticPredictor(nn.Module):
+    """A linear predictor W_p set from the running correlation of its inputs (DirectPred family).
+
+    Use it in a BYOL/SimSiam-style training step as::
+
+        p1, p2 = predictor(z1), predictor(z2)      # prediction with the current W_p
+        loss = byol_loss(p1, z2_target) + byol_loss(p2, z1_target)
+        predictor.update(z1, z2)                   # then statistics, and W_p every ``freq`` steps
+
+    Order: predictions use W_p from the statistics up to the previous step (as the authors' code);
+    ``update`` then accumulates this step's batch and, when ``step % freq == 0`` (counting from 0),
+    recomputes W_p. Before the first statistics W_p = I. The new W_p is a *new* tensor assigned to the
+    buffer, so the autograd graph of the current step keeps the weight it was built with.
+
+    W_p is a buffer (no gradient, no optimizer, no weight decay); gradients of the encoder flow through
+    it as a constant. With ``trainable=True`` it is a parameter instead, trained by the optimizer between
+    the ``freq``-step overwrites (the paper's code for freq > 1); the overwrite is then applied before the
+    next forward pass.
+
+    Solvers: ``"eigh"`` (exact, any α); ``"newton_schulz"`` (matmul-only square root, α = ½, no offset);
+    ``"power"`` (α = 1 with max-normalisation: F̂/λ_max + εI by power iteration, no eigh);
+    ``"auto"`` times the exact and the matmul-only path once per (device, d, dtype) on the first update
+    and keeps the faster one.
+
+    Numerical safety: non-finite batches are skipped (``correlation.num_skipped``); a failed eigh retries
+    in float64 then with jitter (``num_fallbacks``); a spectrum with no positive eigenvalue keeps the
+    previous W_p (``num_collapsed``); W_p never becomes non-finite.
+
+    Args:
+        dim: width d of the predictor input (the projector output).
+        alpha: eigenvalue power α > 0 (½ DirectPred, 1 DirectCopy).
+        eps: ε ≥ 0 added to the normalised eigenvalues (paper best: 0.1).
+        rho: weight on the old correlation estimate, in [0, 1) (paper: 0.3 or 0.5).
+        freq: recompute W_p every ``freq`` ≥ 1 calls of :meth:`update`.
+        normalize: divide eigenvalues by the largest one (max-normalisation).
+        offset: if set, use p = √max(s/s_max − offset, 0) (Table 7); requires alpha == 0.5.
+        center: use the covariance instead of the (default) uncentred correlation.
+        solver: see above.
+        eigh_dtype: "float32" or "float64".
+        ns_iters: Newton–Schulz iterations; power_iters: power iterations per update.
+        sync_dist: all-reduce batch statistics over ``torch.distributed`` when initialised.
+        trainable: keep W_p a trainable parameter between overwrites (freq > 1, paper's code).
+    """
+
+    weight: Tensor
+    step: Tensor
+    num_weight_updates: Tensor
+    num_fallbacks: Tensor
+    num_collapsed: Tensor
+    top_vector: Tensor
+
+    _auto_choice: dict[tuple[str, int, torch.dtype], str] = {}
+
+    def __init__(
+        self,
+        dim: int,
+        alpha: float = 0.5,
+        eps: float = 0.1,
+        rho: float = 0.3,
+        freq: int = 1,
+        normalize: bool = True,
+        offset: float | None = None,
+        center: bool = False,
+        solver: Solver = "eigh",
+        eigh_dtype: str = "float32",
+        ns_iters: int = 24,
+        power_iters: int = 10,
+        sync_dist: bool = True,
+        process_group: dist.ProcessGroup | None = None,
+        trainable: bool = False,
+    ) -> None:
+        super().__init__()
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0 (0.5 DirectPred, 1 DirectCopy), got {alpha!r}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        if not isinstance(freq, int) or freq < 1:
+            raise ValueError(f"freq must be an integer >= 1, got {freq!r}")
+        if solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+        if eigh_dtype not in _EIGH_DTYPES:
+            raise ValueError(f"eigh_dtype must be one of {tuple(_EIGH_DTYPES)}, got {eigh_dtype!r}")
+        if offset is not None and alpha != 0.5:
+            raise ValueError(f"offset (Table 7) is defined for the square root only: alpha must be 0.5, got {alpha}")
+        if solver == "newton_schulz" and (alpha != 0.5 or offset is not None or not normalize):
+            raise ValueError(
+                "solver 'newton_schulz' computes a square root: it needs alpha=0.5, normalize=True and no offset"
+            )
+        if solver == "power" and (alpha != 1.0 or offset is not None or not normalize):
+            raise ValueError("solver 'power' is DirectCopy's path: it needs alpha=1, normalize=True and no offset")
+        if ns_iters < 1 or power_iters < 1:
+            raise ValueError(f"ns_iters and power_iters must be >= 1, got {ns_iters} and {power_iters}")
+        self.dim = dim
+        self.alpha = float(alpha)
+        self.eps = float(eps)
+        self.freq = freq
+        self.normalize = bool(normalize)
+        self.offset = None if offset is None else float(offset)
+        self.solver = solver
+        self.eigh_dtype = _EIGH_DTYPES[eigh_dtype]
+        self.ns_iters = ns_iters
+        self.power_iters = power_iters
+        self.trainable = bool(trainable)
+        self.stats = RunningCorrelation(dim, rho=rho, center=center, sync_dist=sync_dist, process_group=process_group)
+        eye = torch.eye(dim)
+        if self.trainable:
+            self.weight = nn.Parameter(eye)
+        else:
+            self.register_buffer("weight", eye)
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+        self.register_buffer("num_weight_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("num_fallbacks", torch.zeros((), dtype=torch.long))
+        self.register_buffer("num_collapsed", torch.zeros((), dtype=torch.long))
+        self.register_buffer("top_vector", torch.zeros(dim))
+        self._pending: Tensor | None = None
+
+    @property
+    def rho(self) -> float:
+        return self.stats.rho
+
+    @property
+    def correlation(self) -> Tensor:
+        """The running estimate F̂, (d, d)."""
+        return self.stats.correlation
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Predict: z W_pᵀ (= z W_p, W_p being symmetric), in the dtype of ``z``. (…, d) → (…, d)."""
+        if self._pending is not None:
+            self._apply_pending()
+        return nn.functional.linear(z, self.weight.to(z.dtype))
+
+    @torch.no_grad()
+    def update(self, *views: Tensor) -> bool:
+        """Accumulate the batch statistics and, every ``freq`` calls, recompute W_p.
+
+        Args:
+            views: projector outputs (B, d) of the views (detached internally).
+
+        Returns:
+            True if W_p was recomputed during this call.
+        """
+        step = int(self.step)
+        self.step += 1
+        accepted = self.stats.update(*views)
+        if not accepted or step % self.freq != 0:
+            return False  # a skipped (non-finite) batch brings nothing new: W_p stays as it is
+        return self.recompute()
+
+    @torch.no_grad()
+    def recompute(self) -> bool:
+        """Recompute W_p from the current F̂; returns False if the previous W_p was kept."""
+        with torch.autocast(device_type=self.correlation.device.type, enabled=False):
+            new = self._solve(self.correlation)
+        if new is None or not torch.isfinite(new).all():
+            self.num_collapsed += 1
+            return False
+        new = new.to(device=self.weight.device, dtype=self.weight.dtype)
+        if self.trainable:
+            self._pending = new
+        else:
+            self.weight = new
+        self.num_weight_updates += 1
+        return True
+
+    def _solve(self, correlation: Tensor, solver: str | None = None) -> Tensor | None:
+        solver = solver or self.solver
+        if solver == "auto":
+            solver = self._choose_solver(correlation)
+        if solver == "newton_schulz":
+            return self._newton_schulz(correlation)
+        if solver == "power":
+            return self._power(correlation)
+        values, vectors, fallbacks = safe_eigh(correlation, dtype=self.eigh_dtype)
+        self.num_fallbacks += fallbacks
+        p = eigenvalue_transform(values, self.alpha, self.eps, self.normalize, self.offset)
+        if p is None:
+            return None
+        return (vectors * p) @ vectors.T
+
+    def _newton_schulz(self, correlation: Tensor) -> Tensor | None:
+        # (F̂/s_max)^{1/2} = (F̂/c)^{1/2} / √(λ_max(F̂/c)), and λ_max(F̂/c) = λ_max((F̂/c)^{1/2})².
+        root, _ = sqrt_newton_schulz(correlation, self.ns_iters, dtype=self.eigh_dtype)
+        top, vector = top_eigenpair(
+            root, init=self._warm_vector(), num_iters=self.power_iters, dtype=self.eigh_dtype, squarings=4
+        )
+        if not torch.isfinite(top) or top <= 0:
+            return None
+        self.top_vector = vector.to(self.top_vector.dtype)
+        eye = torch.eye(self.dim, dtype=root.dtype, device=root.device)
+        return root / top + self.eps * eye
+
+    def _power(self, correlation: Tensor) -> Tensor | None:
+        top, vector = top_eigenpair(
+            correlation, init=self._warm_vector(), num_iters=self.power_iters, dtype=self.eigh_dtype
+        )
+        if not torch.isfinite(top) or top <= 0:
+            return None
+        self.top_vector = vector.to(self.top_vector.dtype)
+        eye = torch.eye(self.dim, dtype=top.dtype, device=correlation.device)
+        return correlation.to(top.dtype) / top + self.eps * eye
+
+    def _warm_vector(self) -> Tensor | None:
+        return self.top_vector if bool(self.top_vector.any()) else None
+
+    def _choose_solver(self, correlation: Tensor) -> str:
+        fast = "power" if self.alpha == 1.0 else "newton_schulz"
+        matmul_ok = self.offset is None and self.normalize and self.alpha in (0.5, 1.0)
+        if not matmul_ok:
+            return "eigh"
+        key = (correlation.device.type, self.dim, self.eigh_dtype)
+        if key not in self._auto_choice:
+            timings = {name: _time(lambda n=name: self._solve(correlation, n)) for name in ("eigh", fast)}
+            self._auto_choice[key] = min(timings, key=timings.get)
+        return self._auto_choice[key]
+
+    def _apply_pending(self) -> None:
+        with torch.no_grad():
+            self.weight.copy_(self._pending)
+        self._pending = None
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001 - torch signature
+        if self._pending is not None:
+            self._apply_pending()
+        super()._save_to_state_dict(destination, prefix, keep_vars)
+
+    def extra_repr(self) -> str:
+        parts = [f"dim={self.dim}", f"alpha={self.alpha}", f"eps={self.eps}", f"rho={self.rho}", f"freq={self.freq}"]
+        if not self.normalize:
+            parts.append("normalize=False")
+        if self.offset is not None:
+            parts.append(f"offset={self.offset}")
+        parts.append(f"solver={self.solver!r}")
+        return ", ".join(parts)
+
+
+def _time(fn, repeats: int = 3) -> float:
+    """Best-of-``repeats`` wall time of ``fn()`` in seconds, synchronising CUDA around each call."""
+    best = float("inf")
+    fn()  # warm-up
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+class LinearPredictor(nn.Module):
+    """Gradient-trained linear predictor, the baseline of the paper's Tables 1–5.
+
+    Optionally symmetric (call :meth:`symmetrize` after each optimizer step: W ← (W + Wᵀ)/2, paper §4.4),
+    with or without bias, and with its own learning-rate multiplier α_p and weight decay, exposed through
+    :meth:`param_groups` for the optimizer.
+
+    Args:
+        dim: input and output width d.
+        bias: add a bias term.
+        symmetric: symmetrise at initialisation and after every optimizer step.
+        lr_multiplier: α_p, predictor learning rate = α_p × base learning rate (> 0).
+        weight_decay: the predictor's weight decay, or None to use the optimizer's.
+        init: "random" (PyTorch's default Linear init) or "identity".
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        bias: bool = False,
+        symmetric: bool = False,
+        lr_multiplier: float = 1.0,
+        weight_decay: float | None = None,
+        init: Literal["random", "identity"] = "random",
+    ) -> None:
+        super().__init__()
+        if not lr_multiplier > 0:
+            raise ValueError(f"lr_multiplier (alpha_p) must be > 0, got {lr_multiplier!r}")
+        if weight_decay is not None and weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
+        if init not in ("random", "identity"):
+            raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
+        self.dim = dim
+        self.symmetric = bool(symmetric)
+        self.lr_multiplier = float(lr_multiplier)
+        self.weight_decay = weight_decay
+        self.linear = nn.Linear(dim, dim, bias=bias)
+        if init == "identity":
+            with torch.no_grad():
+                self.linear.weight.copy_(torch.eye(dim))
+                if bias:
+                    self.linear.bias.zero_()
+        if self.symmetric:
+            self.symmetrize()
+
+    @property
+    def weight(self) -> Tensor:
+        return self.linear.weight
+
+    def forward(self, z: Tensor) -> Tensor:
+        """z Wᵀ + b. (…, d) → (…, d)."""
+        return self.linear(z)
+
+    @torch.no_grad()
+    def symmetrize(self) -> None:
+        """W ← (W + Wᵀ)/2 in place (a no-op for ``symmetric=False``)."""
+        if self.symmetric:
+            self.linear.weight.copy_(0.5 * (self.linear.weight + self.linear.weight.T))
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """Optimizer parameter groups: lr × α_p, and the predictor's own weight decay if set."""
+        wd = weight_decay if self.weight_decay is None else self.weight_decay
+        return [{"name": "predictor", "params": list(self.parameters()), "lr": lr * self.lr_multiplier, "weight_decay": wd}]
+
