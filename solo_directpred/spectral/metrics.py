@@ -4,9 +4,11 @@ Notation: Z is an (N, d) matrix of projector outputs (the predictor's input, vie
 uncentred correlation with eigenpairs (s_j, u_j), C its covariance with eigenvalues λ_k, σ_k the singular
 values of Z, and W_p the (d, d) linear predictor acting as ``W_p z`` (``nn.Linear`` weight layout).
 
-Every eigendecomposition runs in float64 with :func:`torch.linalg.eigh` (through
-:func:`solo_directpred.core.linalg.safe_eigh`), outside autocast; eigenvalues are returned in descending
-order. Scalars come back as Python floats, spectra as float64 tensors on the input's device.
+Every eigendecomposition runs in float64 with the symmetric solver, outside autocast:
+:func:`torch.linalg.eigh` (through :func:`solo_directpred.core.linalg.safe_eigh`) where eigenvectors are
+needed, :func:`torch.linalg.eigvalsh` where only eigenvalues are; never the general ``torch.linalg.eig``.
+Eigenvalues are returned in descending order. Scalars come back as Python floats, spectra as float64
+tensors on the input's device.
 
 Example::
 
@@ -64,6 +66,21 @@ def _eigh_descending(matrix: Tensor) -> tuple[Tensor, Tensor]:
     return values.flip(0), vectors.flip(1)
 
 
+def _eigvalsh_descending(matrix: Tensor) -> Tensor:
+    """Eigenvalues (descending) of sym(matrix), in float64, by the same symmetric solver without vectors.
+
+    About half the cost of :func:`_eigh_descending`; falls back to it (and its jitter) if the solver fails.
+    """
+    with torch.autocast(device_type=matrix.device.type, enabled=False):
+        try:
+            values = torch.linalg.eigvalsh(symmetrize(matrix.to(torch.float64)))
+            if torch.isfinite(values).all():
+                return values.flip(0)
+        except (torch.linalg.LinAlgError, RuntimeError):
+            pass
+    return _eigh_descending(matrix)[0]
+
+
 def correlation(z: Tensor) -> Tensor:
     """Uncentred correlation F = ZᵀZ / N of the embeddings (the paper's F, §3.2).
 
@@ -103,7 +120,7 @@ def eigenvalues(matrix: Tensor) -> Tensor:
     Returns:
         (d,) float64 tensor, descending.
     """
-    return _eigh_descending(_check_square(matrix, "matrix"))[0]
+    return _eigvalsh_descending(_check_square(matrix, "matrix"))
 
 
 def zstd(z: Tensor) -> float:
@@ -147,7 +164,7 @@ def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
         RankMe in [0, min(N, d)].
     """
     z = _check_embeddings(z)
-    gram_eigenvalues = _eigh_descending(z.T @ z)[0]
+    gram_eigenvalues = _eigvalsh_descending(z.T @ z)
     return _rankme_from_singular_values(gram_eigenvalues.clamp_min(0).sqrt(), eps)
 
 
@@ -369,7 +386,8 @@ def spectral_snapshot(
 ) -> SpectralSnapshot:
     """Compute every metric of this module from one (N, d) buffer, sharing the eigendecompositions.
 
-    Costs one Gram product (N d²) and two or three float64 ``eigh`` of (d, d) matrices. The covariance
+    Costs two Gram products (N d², uncentred and centred) and, in float64, one ``eigh`` of F plus one or
+    two ``eigvalsh`` (of C and of sym(W_p)). The covariance
     metrics (participation ratio, α-ReQ, condition number, dead modes) use the eigenvalues of C; RankMe the
     singular values σ_k = √(N s_j) of Z; the predictor metrics use F of this buffer.
 
@@ -385,7 +403,7 @@ def spectral_snapshot(
     n, d = z.shape
     f = z.T @ z / n
     s, u = _eigh_descending(f)
-    lam = _eigh_descending(covariance(z))[0]
+    lam = _eigvalsh_descending(covariance(z))
     alpha, alpha_r2 = alpha_req(lam, rtol)
     scalars = {
         "zstd": zstd(z),
@@ -405,7 +423,7 @@ def spectral_snapshot(
     if w.shape != (d, d):
         raise ValueError(f"predictor must be ({d}, {d}) to match the embeddings, got {tuple(w.shape)}")
     align = _alignment_from_vectors(u, w)
-    predictor_eigenvalues = _eigh_descending(symmetrize(w))[0]
+    predictor_eigenvalues = _eigvalsh_descending(w)
     slope, slope_r2 = _slope_from_eigenpairs(s, u, w, rtol)
     scalars.update(
         alignment_mean=float(align.mean()),

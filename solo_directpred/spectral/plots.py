@@ -54,7 +54,6 @@ def _mode_lines(ax, fig, steps, spectra, modes, log: bool, label: str) -> None: 
         else:
             pad = 0.05 * (high - low) + 1e-12
             ax.set_ylim(low - pad, high + pad)
-    ax.set_xlim(steps[0], steps[-1] if steps[-1] > steps[0] else steps[0] + 1)
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, pad=0.02, fraction=0.06)
     colorbar.set_label(label)
 
@@ -195,6 +194,8 @@ def plot_records(
 
     for ax in axes.flat:
         if ax.get_xticks().size:
+            if steps[-1] > steps[0] and not ax.images:
+                ax.set_xlim(steps[0], steps[-1])
             ax.set_xlabel("training step")
             ax.xaxis.set_major_locator(MaxNLocator(6))
             ax.xaxis.set_major_formatter(EngFormatter(sep=""))
@@ -208,12 +209,15 @@ def plot_records(
     return path
 
 
-def plot_spectral_dir(directory: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+def plot_spectral_dir(
+    directory: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
+) -> Path:
     """Redraw the panels of one spectral directory from its ``spectra.jsonl`` and ``meta.json``.
 
     Args:
         directory: a spectral directory (holding ``spectra.jsonl``).
         out: PNG path; defaults to ``<directory>/spectral.png``.
+        dpi: resolution (the figure is 15 × 8.6 inches).
 
     Returns:
         the written path.
@@ -222,7 +226,7 @@ def plot_spectral_dir(directory: str | os.PathLike, out: str | os.PathLike | Non
     records = read_records(directory / RECORDS_FILE)
     if not records:
         raise ValueError(f"{directory / RECORDS_FILE} holds no complete record")
-    return plot_records(records, out or directory / PLOT_FILE, meta=read_meta(directory))
+    return plot_records(records, out or directory / PLOT_FILE, meta=read_meta(directory), dpi=dpi)
 
 
 if __name__ == "__main__":

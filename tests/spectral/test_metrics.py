@@ -217,22 +217,32 @@ def test_snapshot_without_predictor_has_only_embedding_metrics():
     assert "commutator" not in snap.scalars and "rankme" in snap.scalars
 
 
-def test_snapshot_uses_float64_eigh_and_never_eig(monkeypatch):
-    dtypes = []
-    real_eigh = torch.linalg.eigh
+def test_snapshot_uses_float64_symmetric_solvers_and_never_eig(monkeypatch):
+    calls = []
 
-    def spy(matrix, *args, **kwargs):
-        dtypes.append(matrix.dtype)
-        return real_eigh(matrix, *args, **kwargs)
+    def spy(name):
+        real = getattr(torch.linalg, name)
+
+        def wrapper(matrix, *args, **kwargs):
+            calls.append((name, matrix.dtype))
+            return real(matrix, *args, **kwargs)
+
+        return wrapper
 
     def forbidden(*args, **kwargs):
         raise AssertionError("torch.linalg.eig must not be used")
 
-    monkeypatch.setattr(torch.linalg, "eigh", spy)
+    monkeypatch.setattr(torch.linalg, "eigh", spy("eigh"))
+    monkeypatch.setattr(torch.linalg, "eigvalsh", spy("eigvalsh"))
     monkeypatch.setattr(torch.linalg, "eig", forbidden)
     monkeypatch.setattr(torch.linalg, "eigvals", forbidden)
-    M.spectral_snapshot(torch.randn(30, 6, dtype=torch.float16).float().half(), torch.randn(6, 6))
-    assert len(dtypes) == 3 and set(dtypes) == {torch.float64}
+    M.spectral_snapshot(torch.randn(30, 6).half(), torch.randn(6, 6))
+    # eigenvectors of F; eigenvalues of C and of sym(W_p)
+    assert sorted(calls) == [
+        ("eigh", torch.float64),
+        ("eigvalsh", torch.float64),
+        ("eigvalsh", torch.float64),
+    ]
 
 
 def test_input_errors_name_the_shape():

@@ -1,0 +1,72 @@
+"""``solo-directpred spectral plot RUN_DIR``: redraw the spectral panels of a run from its logged spectra."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``spectral`` command (sub-command ``plot``) to the ``solo-directpred`` parser."""
+    parser = subparsers.add_parser(
+        "spectral",
+        help="spectral monitoring: redraw the Fig. 2-style panels of a run",
+        description="Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
+    )
+    parser.set_defaults(func=lambda args: _usage(parser))
+    actions = parser.add_subparsers(dest="spectral_command", metavar="ACTION")
+    plot = actions.add_parser(
+        "plot",
+        help="redraw spectral.png from the spectra.jsonl logged by SpectralMonitor",
+        description="Redraw the spectral panels from spectra.jsonl. RUN_DIR is a spectral directory or any "
+        "directory above one (e.g. the run's log directory); every spectral directory found is drawn.",
+    )
+    plot.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory or spectral directory")
+    plot.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output PNG (only with a single spectral directory; default: <spectral dir>/spectral.png)",
+    )
+    plot.set_defaults(func=plot_command)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def plot_command(args: argparse.Namespace) -> int:
+    """Draw ``spectral.png`` for every spectral directory under ``args.run_dir``; returns the exit code."""
+    from solo_directpred.spectral.plots import plot_spectral_dir
+    from solo_directpred.spectral.records import RECORDS_FILE, find_spectral_dirs
+
+    run_dir: Path = args.run_dir
+    if not run_dir.is_dir():
+        print(f"error: RUN_DIR {run_dir} is not a directory", file=sys.stderr)
+        return 2
+    directories = find_spectral_dirs(run_dir)
+    if not directories:
+        print(
+            f"error: no {RECORDS_FILE} under {run_dir}; was the run trained with SpectralMonitor?",
+            file=sys.stderr,
+        )
+        return 1
+    if args.out is not None and len(directories) > 1:
+        print(
+            f"error: --out needs a single spectral directory, found {len(directories)} under {run_dir}: "
+            + ", ".join(str(d) for d in directories),
+            file=sys.stderr,
+        )
+        return 2
+    status = 0
+    for directory in directories:
+        try:
+            path = plot_spectral_dir(directory, args.out)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = 1
+            continue
+        print(f"wrote {path}")
+    return status
