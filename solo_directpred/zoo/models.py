@@ -5,8 +5,8 @@
   ``conv1 = Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)`` and ``maxpool`` = identity.
 * solo-learn's ``vit_*``, ``swin_*`` and ``convnext_*`` names map to the timm models they wrap
   (:data:`TIMM_NAMES`); any other name is given to ``timm.create_model`` as is, with ``num_classes=0``.
-* What neither library knows (solo-learn's ``wide_resnet28w*``, ``poolformer_*``, and the ViTs of
-  ``mocov3`` / ``mae``) is built with solo-learn's own constructor when solo-learn is installed.
+* solo-learn's ``wide_resnet28w*`` and ``poolformer_*`` (timm has none / a different layout) and the
+  ViTs of ``mocov3`` / ``mae`` are built with solo-learn's own constructor, which needs solo-learn.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ TIMM_NAMES = {
 }
 #: Methods for which solo-learn swaps in its own ViT (not the plain timm one).
 SOLO_VIT_METHODS = ("mocov3", "mae")
+#: solo-learn backbones that timm lacks or lays out differently (timm's poolformer_* is a MetaFormer).
+SOLO_ONLY_PREFIXES = ("poolformer_", "wide_resnet")
 
 
 def build_backbone(spec: BackboneSpec, method: str = "") -> nn.Module:
@@ -48,14 +50,20 @@ def build_backbone(spec: BackboneSpec, method: str = "") -> nn.Module:
         return _torchvision_resnet(spec)
     if spec.cifar_stem:
         raise ZooError(f"cifar_stem is only defined for {', '.join(TORCHVISION_RESNETS)}, not {spec.name!r}")
-    solo_vit = spec.name.startswith("vit_") and method in SOLO_VIT_METHODS
-    if not solo_vit:
-        import timm
+    solo_only = spec.name.startswith(SOLO_ONLY_PREFIXES)
+    if solo_only or (spec.name.startswith("vit_") and method in SOLO_VIT_METHODS):
+        return _solo_backbone(spec, method)
+    import timm
 
-        timm_name = TIMM_NAMES.get(spec.name, spec.name)
-        if timm.is_model(timm_name):
-            return timm.create_model(timm_name, pretrained=False, num_classes=0, **spec.kwargs)
-    return _solo_backbone(spec, method)
+    timm_name = TIMM_NAMES.get(spec.name, spec.name)
+    if not timm.is_model(timm_name):
+        return _solo_backbone(spec, method)
+    entrypoint = timm.models.model_entrypoint(timm_name)
+    if entrypoint.__module__.startswith("solo."):
+        # importing solo-learn re-registers convnext_*/poolformer_* in timm's registry with its own
+        # functions, which fix num_classes=0 themselves and reject timm.create_model's arguments
+        return entrypoint(**spec.kwargs)
+    return timm.create_model(timm_name, pretrained=False, num_classes=0, **spec.kwargs)
 
 
 def _torchvision_resnet(spec: BackboneSpec) -> nn.Module:

@@ -25,7 +25,8 @@ class Blob:
 
     ``fail``: answer the next N requests with ``fail_status``; ``cut``: on the next N full bodies, send
     only ``cut_at`` bytes and close; ``ignore_range``: always answer 200 with the whole body;
-    ``chunk_delay``: seconds slept per 64 KiB chunk (to make transfers overlap).
+    ``chunk_delay``: seconds slept per 64 KiB chunk (to make transfers overlap); ``redirect``: answer
+    302 to this path (as the Hub does to its storage backend).
     """
 
     data: bytes
@@ -37,6 +38,7 @@ class Blob:
     cut_at: int = 0
     ignore_range: bool = False
     chunk_delay: float = 0.0
+    redirect: str | None = None
 
 
 @dataclass
@@ -45,6 +47,7 @@ class Request:
     range: str | None
     status: int
     sent: int = 0
+    authorization: str | None = None
 
 
 @dataclass
@@ -84,7 +87,7 @@ def make_handler(server: LoopbackServer):
 
         def do_GET(self) -> None:
             blob = server.blobs.get(self.path)
-            record = Request(self.path, self.headers.get("Range"), 0)
+            record = Request(self.path, self.headers.get("Range"), 0, 0, self.headers.get("Authorization"))
             with server.lock:
                 server.requests.append(record)
             if blob is None:
@@ -95,6 +98,8 @@ def make_handler(server: LoopbackServer):
                 return self._error(record, blob.fail_status, headers)
             if blob.status is not None:
                 return self._error(record, blob.status)
+            if blob.redirect is not None:
+                return self._error(record, 302, {"Location": server.base + blob.redirect})
             start, size = 0, len(blob.data)
             match = _RANGE_RE.match(record.range or "")
             if match and not blob.ignore_range:

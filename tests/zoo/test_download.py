@@ -141,6 +141,17 @@ def test_hf_reference_resolves_against_the_endpoint(tmp_path, hf_server, zoo_env
     assert [r.path for r in hf_server.requests] == [f"/org/zoo/resolve/{REVISION}/net.safetensors"]
 
 
+def test_hub_redirect_keeps_range_and_drops_the_token(tmp_path, hf_server, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    hf_server.add("/cdn/blob", DATA, cut=1, cut_at=50_000)
+    manifest = _hf_manifest(tmp_path, hf_server, redirect="/cdn/blob")
+    assert download("net", manifest=manifest, **FAST).read_bytes() == DATA
+    hub = [(r.status, r.range, r.authorization) for r in hf_server.served("/net.safetensors")]
+    cdn = [(r.status, r.range, r.authorization, r.sent) for r in hf_server.served("/cdn/blob")]
+    assert hub == [(302, None, "Bearer hf_secret"), (302, "bytes=50000-", "Bearer hf_secret")]
+    assert cdn == [(200, None, None, 50_000), (206, "bytes=50000-", None, SIZE - 50_000)]
+
+
 def test_corrupt_cached_file_is_detected_and_fetched_again(tmp_path, hf_server):
     manifest = _hf_manifest(tmp_path, hf_server)
     path = download("net", manifest=manifest, **FAST)

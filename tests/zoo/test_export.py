@@ -191,3 +191,13 @@ def test_export_without_args_json_infers_a_resnet(tmp_path):
         {},
     )
     _assert_same_weights(load_backbone(ckpt), model)
+
+
+def test_export_is_reproducible_so_republishing_keeps_the_hashes(tmp_path):
+    ckpt = write_solo_run(tmp_path / "run", resnet_backbone(seed=8))
+    first = export_checkpoint(ckpt, "same", tmp_path / "a")
+    second = export_checkpoint(ckpt, "same", tmp_path / "b", hf_repo=f"org/zoo@{REVISION}")
+    for role in ("backbone", "checkpoint", "metadata"):
+        a, b = first.entry["files"][role], second.entry["files"][role]
+        assert (a["sha256"], a["size"]) == (b["sha256"], b["size"])
+        assert a["urls"] != b["urls"]
