@@ -230,6 +230,15 @@ def describe_backbone(
     }
 
 
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The metadata in ``STEM.json`` when it is ours (it has a ``backbone`` object), else None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("backbone"), dict) else None
+
+
 def _spec_from_metadata(meta: dict[str, Any], where: str) -> BackboneSpec:
     backbone = meta.get("backbone")
     if not isinstance(backbone, dict) or not isinstance(backbone.get("name"), str):
@@ -281,7 +290,7 @@ def read_backbone(
     state, meta = read_state_dict(path, prefix)
     sidecar = path.with_suffix(".json")
     if meta is None and sidecar.is_file():
-        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        meta = _read_sidecar(sidecar)
     run_args = read_run_args(path) if meta is None else None
     method = str((meta or run_args or {}).get("method") or "")
     if backbone is not None:

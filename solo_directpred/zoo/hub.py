@@ -53,10 +53,9 @@ def download(
     """
     entry = get_entry(name, manifest)
     spec = entry.file(role)
-    dest = entry_path(entry, role)
-    if force and dest.exists():
-        dest.unlink()
-    return fetch_file(spec.urls, dest, sha256=spec.sha256, size=spec.size, **fetch_kwargs)
+    return fetch_file(
+        spec.urls, entry_path(entry, role), sha256=spec.sha256, size=spec.size, force=force, **fetch_kwargs
+    )
 
 
 def resolve_checkpoint(

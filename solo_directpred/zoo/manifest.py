@@ -424,16 +424,24 @@ def entry_to_json(entry: ZooEntry) -> dict[str, Any]:
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, ZooEntry]:
     """Read and validate one manifest file; raises :class:`ManifestError` listing every problem."""
     path = Path(path)
+    data = _read_json(path)
+    return {e["name"]: entry_from_json(e, str(path)) for e in data["checkpoints"]}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The validated manifest document in ``path``."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise ManifestError(str(path), ["file not found"]) from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ManifestError(str(path), [f"cannot be read: {err}"]) from err
     except json.JSONDecodeError as err:
         raise ManifestError(str(path), [f"not valid JSON: {err}"]) from err
     problems = validate_manifest(data)
     if problems:
         raise ManifestError(str(path), problems)
-    return {e["name"]: entry_from_json(e, str(path)) for e in data["checkpoints"]}
+    return data
 
 
 def manifest_paths() -> list[Path]:
@@ -474,10 +482,7 @@ def add_to_manifest(path: str | os.PathLike[str], entry: dict[str, Any]) -> None
     The result is validated before it is written; the write is atomic.
     """
     path = Path(path)
-    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else new_manifest()
-    problems = validate_manifest(data)
-    if problems:
-        raise ManifestError(str(path), problems)
+    data = _read_json(path) if path.exists() else new_manifest()
     data["checkpoints"] = [e for e in data["checkpoints"] if e.get("name") != entry.get("name")] + [entry]
     problems = validate_manifest(data)
     if problems:

@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote, urlsplit
 
 from solo_directpred.zoo.cache import offline_reason
@@ -98,12 +99,20 @@ def file_matches(path: Path, sha256: str | None, size: int | None) -> bool:
     return sha256 is None or sha256_file(path) == sha256
 
 
+class _Options(NamedTuple):
+    retries: int
+    backoff: float
+    timeout: float
+    progress: bool
+
+
 def fetch_file(
     sources: Sequence[str],
     dest: str | os.PathLike[str],
     *,
     sha256: str | None = None,
     size: int | None = None,
+    force: bool = False,
     retries: int = 4,
     backoff: float = 1.0,
     timeout: float = 30.0,
@@ -117,6 +126,7 @@ def fetch_file(
         dest: final path; ``dest.part`` and ``dest.lock`` are created beside it.
         sha256: expected full hex digest (lowercase); None skips the hash check (bare URLs).
         size: expected size in bytes; None skips the size check.
+        force: discard a cached copy (and any partial file) and download again.
         retries: extra attempts per source after a transient failure (>= 0).
         backoff: first retry delay in seconds, doubled on each retry (capped at 60 s).
         timeout: socket timeout per request, seconds.
@@ -137,9 +147,13 @@ def fetch_file(
         raise ValueError(f"retries must be >= 0, got {retries}")
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    options = _Options(retries, backoff, timeout, progress)
     try:
         with FileLock(str(dest) + ".lock", timeout=lock_timeout):
-            return _fetch_locked(list(sources), dest, sha256, size, retries, backoff, timeout, progress)
+            if force:
+                for stale in (dest, dest.with_name(dest.name + ".part")):
+                    stale.unlink(missing_ok=True)
+            return _fetch_locked(list(sources), dest, sha256, size, options)
     except Timeout as err:
         raise DownloadError(
             f"waited {lock_timeout:.0f} s for another download of {dest} to finish; "
@@ -148,14 +162,7 @@ def fetch_file(
 
 
 def _fetch_locked(
-    sources: list[str],
-    dest: Path,
-    sha256: str | None,
-    size: int | None,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    progress: bool,
+    sources: list[str], dest: Path, sha256: str | None, size: int | None, options: _Options
 ) -> Path:
     corrupt = False
     if dest.exists():
@@ -174,55 +181,69 @@ def _fetch_locked(
             )
     part = dest.with_name(dest.name + ".part")
     failures: list[str] = []
-    mismatch = False
     for source in sources:
-        try:
-            url = resolve_url(source)
-            _download(url, part, size, retries, backoff, timeout, progress, dest.name)
-        except DownloadError as err:
-            failures.append(str(err))
-            continue
-        if size is not None and part.stat().st_size != size:
-            failures.append(f"{url}: got {part.stat().st_size} bytes, the manifest says {size}")
-            part.unlink()
-            continue
-        actual = sha256_file(part)
-        if sha256 is not None and actual != sha256:
-            failures.append(f"{url}: sha256 {actual} does not match the expected {sha256}")
-            mismatch = True
-            part.unlink()
-            continue
-        if corrupt:
-            dest.unlink()
-        os.replace(part, dest)
-        return dest
+        failure = _fetch_source(source, part, sha256, size, options, dest.name)
+        if failure is None:
+            if corrupt:
+                dest.unlink()
+            os.replace(part, dest)
+            return dest
+        failures.append(failure)
+    mismatch = any("does not match the expected" in f for f in failures)
     error = HashMismatchError if mismatch else DownloadError
     raise error(f"could not fetch {dest.name}:\n  " + "\n  ".join(failures or ["no source given"]))
 
 
-def _download(
-    url: str,
-    part: Path,
-    size: int | None,
-    retries: int,
-    backoff: float,
-    timeout: float,
-    progress: bool,
-    desc: str,
-) -> None:
+def _fetch_source(
+    source: str, part: Path, sha256: str | None, size: int | None, options: _Options, desc: str
+) -> str | None:
+    """Bring ``source`` into ``part`` and verify it; the reason it failed, or None.
+
+    A wrong size or hash after resuming a partial file left by an earlier run (which may belong to
+    an older upload) is retried once from byte 0 before the source is given up.
+    """
+    resumed = part.exists()
+    try:
+        failure = _download_verified(source, part, sha256, size, options, desc)
+        if failure is not None and resumed:
+            logger.warning("%s; the resumed partial file was stale, downloading from scratch", failure)
+            failure = _download_verified(source, part, sha256, size, options, desc)
+    except DownloadError as err:
+        return str(err)
+    return failure
+
+
+def _download_verified(
+    source: str, part: Path, sha256: str | None, size: int | None, options: _Options, desc: str
+) -> str | None:
+    """Download into ``part``; a size/hash mismatch deletes it and is returned as a message."""
+    url = resolve_url(source)
+    _download(url, part, size, options, desc)
+    got = part.stat().st_size
+    if size is not None and got != size:
+        failure = f"{url}: got {got} bytes, the manifest says {size}"
+    elif sha256 is not None and (actual := sha256_file(part)) != sha256:
+        failure = f"{url}: sha256 {actual} does not match the expected {sha256}"
+    else:
+        return None
+    part.unlink()
+    return failure
+
+
+def _download(url: str, part: Path, size: int | None, options: _Options, desc: str) -> None:
     """Download ``url`` into ``part``, resuming what is there; retry transient failures."""
     attempt = 0
     while True:
         try:
-            _attempt(url, part, size, timeout, progress, desc)
+            _attempt(url, part, size, options.timeout, options.progress, desc)
             return
         except _Retry as err:
             attempt += 1
-            if attempt > retries:
+            if attempt > options.retries:
                 raise DownloadError(f"{url}: gave up after {attempt} attempts; last error: {err}") from err
-            delay = err.delay if err.delay is not None else backoff * 2 ** (attempt - 1)
+            delay = err.delay if err.delay is not None else options.backoff * 2 ** (attempt - 1)
             delay = min(max(delay, 0.0), MAX_DELAY_S)
-            logger.warning("%s: %s; retry %d/%d in %.1f s", url, err, attempt, retries, delay)
+            logger.warning("%s: %s; retry %d/%d in %.1f s", url, err, attempt, options.retries, delay)
             time.sleep(delay)
 
 

@@ -91,3 +91,15 @@ def test_unknown_layout_without_metadata_asks_for_the_backbone(tmp_path):
     torch.save({"blocks.0.weight": torch.ones(3)}, path)
     with pytest.raises(ZooError, match="no backbone metadata .* pass backbone="):
         read_backbone(path)
+
+
+def test_unrelated_json_beside_the_weights_is_ignored(tmp_path):
+    model = resnet_backbone("resnet18", cifar_stem=False)
+    path = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), path)
+    (tmp_path / "weights.json").write_text('{"labels": ["cat", "dog"]}')
+    weights = read_backbone(path)
+    assert (weights.spec.name, weights.spec.cifar_stem, weights.method) == ("resnet18", False, "")
+    assert torch.equal(
+        weights.state["layer1.0.bn1.running_mean"], model.state_dict()["layer1.0.bn1.running_mean"]
+    )

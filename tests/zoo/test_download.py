@@ -63,6 +63,25 @@ def test_partial_file_from_a_killed_process_is_resumed(server, tmp_path):
     assert (request.range, request.sent) == ("bytes=100000-", SIZE - 100_000)
 
 
+@pytest.mark.parametrize("stale_size", [SIZE, 1000])
+def test_stale_partial_file_of_another_upload_is_replaced(server, tmp_path, stale_size):
+    url = server.add("/w.bin", DATA)
+    (tmp_path / "w.bin.part").write_bytes(bytes(stale_size))
+    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, **FAST)
+    assert dest.read_bytes() == DATA
+    expected = (
+        [(None, SIZE)] if stale_size == SIZE else [(f"bytes={stale_size}-", SIZE - stale_size), (None, SIZE)]
+    )
+    assert [(r.range, r.sent) for r in server.served("/w.bin")] == expected
+
+
+def test_force_downloads_again(server, tmp_path):
+    url = server.add("/w.bin", DATA)
+    for _ in range(2):
+        fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), force=True, **FAST)
+    assert [r.sent for r in server.served("/w.bin")] == [SIZE, SIZE]
+
+
 def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
     url = server.add("/w.bin", DATA, ignore_range=True)
     (tmp_path / "w.bin.part").write_bytes(b"\0" * 5000)  # garbage that must not end up in the file

@@ -211,3 +211,10 @@ def test_cache_paths_stay_inside_the_cache(zoo_env):
         entry_path(dataclasses.replace(entry, name=".."))
     path = url_path("https://example.org/a/..%2F..%2Fescape.pt")
     assert path.parent.parent == zoo_env / "urls" and "/" not in path.name and not path.name.startswith(".")
+
+
+def test_unreadable_manifest_is_a_manifest_error(tmp_path):
+    with pytest.raises(ManifestError, match="cannot be read"):
+        read_manifest(tmp_path)
+    with pytest.raises(ManifestError, match="file not found"):
+        read_manifest(tmp_path / "absent.json")
