@@ -91,7 +91,7 @@ def resolve_checkpoint(
 
 def _existing(path: Path) -> Path:
     if not path.is_file():
-        raise ZooError(f"checkpoint file {path} does not exist")
+        raise ZooError(f"checkpoint {path} is not an existing file")
     return path
 
 

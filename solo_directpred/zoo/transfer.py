@@ -313,18 +313,16 @@ def _stream(
     from tqdm.auto import tqdm
 
     received = 0
-    with (
-        open(part, "ab" if append else "wb") as fh,
-        tqdm(
-            total=total,
-            initial=initial,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=desc,
-            disable=not progress,
-        ) as bar,
-    ):
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        disable=not progress,
+    )
+    with bar, open(part, "ab" if append else "wb") as fh:
         while True:
             chunk = response.read(CHUNK_SIZE)
             if not chunk:

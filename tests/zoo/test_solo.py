@@ -134,19 +134,32 @@ def test_omegaconf_hyperparameters_in_a_solo_checkpoint(solo_run, tmp_path):
     assert torch.equal(loaded["conv1.weight"], backbone.state_dict()["conv1.weight"])
 
 
-@pytest.mark.parametrize("arch", ["wide_resnet28w2", "convnext_tiny"])
-def test_solo_only_and_re_registered_backbones_round_trip(arch, tmp_path):
-    """wide_resnet exists only in solo-learn; importing solo-learn re-registers timm's convnext_tiny."""
+def test_solo_only_backbone_round_trips(tmp_path):
+    """wide_resnet28w2 exists only in solo-learn, so it is built with solo-learn's constructor."""
     from solo.methods.base import BaseMethod
 
     from .helpers import write_solo_run
 
     torch.manual_seed(0)
-    reference = BaseMethod._BACKBONES[arch]("byol").eval()
-    ckpt = write_solo_run(tmp_path / "run", reference, arch=arch)
-    loaded = load_backbone(export_checkpoint(ckpt, arch, tmp_path / "out").weights)
+    reference = BaseMethod._BACKBONES["wide_resnet28w2"]("byol").eval()
+    ckpt = write_solo_run(tmp_path / "run", reference, arch="wide_resnet28w2")
+    loaded = load_backbone(export_checkpoint(ckpt, "wrn", tmp_path / "out").weights)
     assert type(loaded) is type(reference)
     assert all(torch.equal(loaded.state_dict()[k], v) for k, v in reference.state_dict().items())
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), reference(x), rtol=1e-4, atol=1e-5)
+
+
+def test_timm_names_re_registered_by_solo_still_build():
+    """Importing solo-learn replaces timm's convnext_tiny entry point with one that rejects timm's
+    create_model arguments; the zoo must still build the headless 768-feature ConvNeXt-T."""
+    import solo.methods  # noqa: F401 - the import performs the re-registration
+    import timm
+
+    from solo_directpred.zoo import BackboneSpec, build_backbone
+
+    assert timm.models.model_entrypoint("convnext_tiny").__module__.startswith("solo.")
+    model = build_backbone(BackboneSpec("convnext_tiny"))
+    assert type(model).__name__ == "ConvNeXt" and model.num_features == 768 and model.num_classes == 0
+    assert sum(p.numel() for p in model.parameters()) == 27_820_128
