@@ -123,10 +123,10 @@ def _source_urls(filename: str, path: Path, url_base: str | None, hf_repo: str |
 
 
 def _atomic_save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(state, str(tmp), metadata=metadata)
+    tmp.write_bytes(save(state, metadata=metadata))
     os.replace(tmp, path)
 
 
