@@ -173,13 +173,18 @@ class AnalyticPredictor(nn.Module):
         if eigh_dtype not in _EIGH_DTYPES:
             raise ValueError(f"eigh_dtype must be one of {tuple(_EIGH_DTYPES)}, got {eigh_dtype!r}")
         if offset is not None and alpha != 0.5:
-            raise ValueError(f"offset (Table 7) is defined for the square root only: alpha must be 0.5, got {alpha}")
+            raise ValueError(
+                f"offset (Table 7) is defined for the square root only: alpha must be 0.5, got {alpha}"
+            )
         if solver == "newton_schulz" and (alpha != 0.5 or offset is not None or not normalize):
             raise ValueError(
-                "solver 'newton_schulz' computes a square root: it needs alpha=0.5, normalize=True and no offset"
+                "solver 'newton_schulz' computes a square root: "
+                "it needs alpha=0.5, normalize=True and no offset"
             )
         if solver == "power" and (alpha != 1.0 or offset is not None or not normalize):
-            raise ValueError("solver 'power' is DirectCopy's path: it needs alpha=1, normalize=True and no offset")
+            raise ValueError(
+                "solver 'power' is DirectCopy's path: it needs alpha=1, normalize=True and no offset"
+            )
         if ns_iters < 1 or power_iters < 1:
             raise ValueError(f"ns_iters and power_iters must be >= 1, got {ns_iters} and {power_iters}")
         self.dim = dim
@@ -193,7 +198,9 @@ class AnalyticPredictor(nn.Module):
         self.ns_iters = ns_iters
         self.power_iters = power_iters
         self.trainable = bool(trainable)
-        self.stats = RunningCorrelation(dim, rho=rho, center=center, sync_dist=sync_dist, process_group=process_group)
+        self.stats = RunningCorrelation(
+            dim, rho=rho, center=center, sync_dist=sync_dist, process_group=process_group
+        )
         eye = torch.eye(dim)
         if self.trainable:
             self.weight = nn.Parameter(eye)
@@ -316,7 +323,13 @@ class AnalyticPredictor(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
 
     def extra_repr(self) -> str:
-        parts = [f"dim={self.dim}", f"alpha={self.alpha}", f"eps={self.eps}", f"rho={self.rho}", f"freq={self.freq}"]
+        parts = [
+            f"dim={self.dim}",
+            f"alpha={self.alpha}",
+            f"eps={self.eps}",
+            f"rho={self.rho}",
+            f"freq={self.freq}",
+        ]
         if not self.normalize:
             parts.append("normalize=False")
         if self.offset is not None:
@@ -402,5 +415,11 @@ class LinearPredictor(nn.Module):
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """Optimizer parameter groups: lr × α_p, and the predictor's own weight decay if set."""
         wd = weight_decay if self.weight_decay is None else self.weight_decay
-        return [{"name": "predictor", "params": list(self.parameters()), "lr": lr * self.lr_multiplier, "weight_decay": wd}]
-
+        return [
+            {
+                "name": "predictor",
+                "params": list(self.parameters()),
+                "lr": lr * self.lr_multiplier,
+                "weight_decay": wd,
+            }
+        ]

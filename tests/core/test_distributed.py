@@ -46,7 +46,9 @@ def _free_port() -> int:
 def test_two_process_gloo_statistics_are_identical_and_equal_to_the_union(tmp_path):
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available on this platform")
-    mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn")
+    mp.start_processes(
+        _worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+    )
     states = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key

@@ -118,7 +118,9 @@ def test_bf16_autocast_input():
     assert predictor.weight.dtype == torch.float32 and torch.isfinite(predictor.weight).all()
     assert out.dtype == torch.bfloat16
     zb = z.to(torch.bfloat16).float()
-    np.testing.assert_allclose(predictor.weight.numpy(), _reference((zb.T @ zb / 64).numpy(), 0.5, 0.1), atol=1e-4)
+    np.testing.assert_allclose(
+        predictor.weight.numpy(), _reference((zb.T @ zb / 64).numpy(), 0.5, 0.1), atol=1e-4
+    )
 
 
 def test_injected_nan_never_reaches_the_weight():
@@ -168,8 +170,15 @@ def test_state_dict_round_trip_with_weights_only_load():
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
     assert set(state) == {
-        "weight", "step", "num_weight_updates", "num_fallbacks", "num_collapsed", "top_vector",
-        "stats.correlation", "stats.num_updates", "stats.num_skipped",
+        "weight",
+        "step",
+        "num_weight_updates",
+        "num_fallbacks",
+        "num_collapsed",
+        "top_vector",
+        "stats.correlation",
+        "stats.num_updates",
+        "stats.num_skipped",
     }
     restored = AnalyticPredictor(8, freq=2)
     restored.load_state_dict(state)

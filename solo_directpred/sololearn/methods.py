@@ -1,0 +1,382 @@
+"""solo-learn methods with a linear predictor: analytic (DirectPred, DirectCopy, DirectSet(α)) or trained.
+
+The paper's grid is covered by two classes and one config key:
+
+==========================  ===========================  =====================================
+method name                 target                       ``method_kwargs.predictor`` default
+==========================  ===========================  =====================================
+``directpred``              EMA network (BYOL-style)     ``directpred``  (α = ½)
+``directcopy``              EMA network                  ``directcopy``  (α = 1, power path)
+``linear_pred``             EMA network                  ``linear``      (gradient-trained)
+``directpred_noema``        sg(online) (SimSiam-style)   ``directpred``
+``directcopy_noema``        sg(online)                   ``directcopy``
+``linear_pred_noema``       sg(online)                   ``linear``
+==========================  ===========================  =====================================
+
+``method_kwargs.predictor`` may be set explicitly to any of ``directpred``, ``directcopy``, ``directset``
+(any α) or ``linear`` in any of them. The projector is the paper's Linear–BN–ReLU–Linear MLP. The loss is
+the symmetrised normalised loss Σ_{v≠v′} 2 − 2 cos(W_p z_v, sg(z′_{v′})). Analytic statistics are updated
+in ``training_step`` only, after the loss is built (the prediction of a step uses W_p from the statistics
+up to the previous step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import omegaconf
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from solo.methods.base import BaseMethod, BaseMomentumMethod
+from solo.utils.momentum import initialize_momentum_params
+from torch import nn
+
+from solo_directpred.core import SOLVERS, AnalyticPredictor, LinearPredictor
+from solo_directpred.core.losses import symmetric_prediction_loss
+
+PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear")
+
+#: Defaults per predictor kind (paper §4–5; DirectCopy's ρ/ε from its public reimplementations).
+ANALYTIC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "directpred": {"alpha": 0.5, "eps": 0.1, "rho": 0.3, "solver": "eigh"},
+    "directcopy": {"alpha": 1.0, "eps": 0.3, "rho": 0.5, "solver": "power"},
+    "directset": {"alpha": 0.5, "eps": 0.1, "rho": 0.3, "solver": "eigh"},
+}
+COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
+    "freq": 1,
+    "normalize": True,
+    "offset": None,
+    "center": False,
+    "eigh_dtype": "float32",
+    "ns_iters": 24,
+    "power_iters": 10,
+    "trainable": False,
+}
+LINEAR_DEFAULTS: dict[str, Any] = {
+    "bias": False,
+    "symmetric": False,
+    "lr_multiplier": 1.0,
+    "weight_decay": None,
+    "init": "random",
+}
+SPECTRAL_DEFAULTS: dict[str, Any] = {"enabled": True}
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value: the message names the key, the value and what is allowed."""
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def _select(cfg: omegaconf.DictConfig, key: str, default: Any) -> Any:
+    value = OmegaConf.select(cfg, key, default=default)
+    return default if value is None and default is not None else value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omegaconf.DictConfig:
+    """Fill the predictor defaults of ``cfg.method_kwargs`` and check every value (raises ConfigError)."""
+    kw = cfg.method_kwargs
+    for key in ("proj_hidden_dim", "proj_output_dim"):
+        if OmegaConf.is_missing(kw, key) or key not in kw:
+            _fail(f"method_kwargs.{key}", None, "required, a positive integer")
+        if not _is_int(kw[key]) or kw[key] < 1:
+            _fail(f"method_kwargs.{key}", kw[key], "must be a positive integer")
+    kind = _select(cfg, "method_kwargs.predictor", default_kind)
+    if kind not in PREDICTOR_KINDS:
+        _fail("method_kwargs.predictor", kind, f"must be one of {PREDICTOR_KINDS}")
+    kw.predictor = kind
+    if _select(cfg, "method_kwargs.pred_hidden_dim", None) is not None:
+        _fail(
+            "method_kwargs.pred_hidden_dim",
+            kw.pred_hidden_dim,
+            f"the '{kind}' predictor is linear (proj_output_dim x proj_output_dim = "
+            f"{kw.proj_output_dim}x{kw.proj_output_dim}); remove the key, "
+            "or use upstream byol/simsiam for an MLP predictor",
+        )
+    if kind == "linear":
+        for key, default in LINEAR_DEFAULTS.items():
+            kw[key] = _select(cfg, f"method_kwargs.{key}", default)
+        for key in ("bias", "symmetric"):
+            if not isinstance(kw[key], bool):
+                _fail(f"method_kwargs.{key}", kw[key], "must be true or false")
+        if not _is_number(kw.lr_multiplier) or kw.lr_multiplier <= 0:
+            _fail(
+                "method_kwargs.lr_multiplier",
+                kw.lr_multiplier,
+                "the predictor's relative learning rate alpha_p must be > 0",
+            )
+        if kw.weight_decay is not None and (not _is_number(kw.weight_decay) or kw.weight_decay < 0):
+            _fail(
+                "method_kwargs.weight_decay",
+                kw.weight_decay,
+                "must be null (use the optimizer's) or a number >= 0",
+            )
+        if kw.init not in ("random", "identity"):
+            _fail("method_kwargs.init", kw.init, "must be 'random' or 'identity'")
+        return cfg
+    defaults = {**ANALYTIC_DEFAULTS[kind], **COMMON_ANALYTIC_DEFAULTS}
+    for key, default in defaults.items():
+        kw[key] = _select(cfg, f"method_kwargs.{key}", default)
+    if kind == "directpred" and kw.alpha != 0.5:
+        _fail(
+            "method_kwargs.alpha",
+            kw.alpha,
+            "the 'directpred' predictor has alpha=0.5; use predictor=directset for another power",
+        )
+    if kind == "directcopy" and kw.alpha != 1.0:
+        _fail(
+            "method_kwargs.alpha",
+            kw.alpha,
+            "the 'directcopy' predictor has alpha=1; use predictor=directset for another power",
+        )
+    if not _is_number(kw.alpha) or kw.alpha <= 0:
+        _fail("method_kwargs.alpha", kw.alpha, "must be a number > 0 (0.5 DirectPred, 1 DirectCopy)")
+    if not _is_number(kw.rho) or not 0 <= kw.rho < 1:
+        _fail("method_kwargs.rho", kw.rho, "the weight on the old correlation estimate must be in [0, 1)")
+    if not _is_number(kw.eps) or kw.eps < 0:
+        _fail("method_kwargs.eps", kw.eps, "must be a number >= 0")
+    if not _is_int(kw.freq) or kw.freq < 1:
+        _fail("method_kwargs.freq", kw.freq, "must be an integer >= 1 (recompute W_p every freq steps)")
+    for key in ("normalize", "center", "trainable"):
+        if not isinstance(kw[key], bool):
+            _fail(f"method_kwargs.{key}", kw[key], "must be true or false")
+    if kw.offset is not None and (not _is_number(kw.offset) or kw.alpha != 0.5):
+        _fail("method_kwargs.offset", kw.offset, "must be null or a number, and needs alpha=0.5 (Table 7)")
+    if kw.solver not in SOLVERS:
+        _fail("method_kwargs.solver", kw.solver, f"must be one of {SOLVERS}")
+    if kw.solver == "newton_schulz" and (kw.alpha != 0.5 or kw.offset is not None or not kw.normalize):
+        _fail(
+            "method_kwargs.solver", kw.solver, "'newton_schulz' needs alpha=0.5, normalize=true and no offset"
+        )
+    if kw.solver == "power" and (kw.alpha != 1.0 or kw.offset is not None or not kw.normalize):
+        _fail("method_kwargs.solver", kw.solver, "'power' needs alpha=1, normalize=true and no offset")
+    if kw.eigh_dtype not in ("float32", "float64"):
+        _fail("method_kwargs.eigh_dtype", kw.eigh_dtype, "must be 'float32' or 'float64'")
+    for key in ("ns_iters", "power_iters"):
+        if not _is_int(kw[key]) or kw[key] < 1:
+            _fail(f"method_kwargs.{key}", kw[key], "must be an integer >= 1")
+    return cfg
+
+
+def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+    """Fill ``cfg.spectral`` (the monitor's section) with its defaults; the monitor checks the rest."""
+    cfg.spectral = _select(cfg, "spectral", {})
+    for key, default in SPECTRAL_DEFAULTS.items():
+        cfg.spectral[key] = _select(cfg, f"spectral.{key}", default)
+    if not isinstance(cfg.spectral.enabled, bool):
+        _fail("spectral.enabled", cfg.spectral.enabled, "must be true or false")
+    return cfg
+
+
+def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
+    """The predictor module described by validated ``method_kwargs``."""
+    dim = int(kw.proj_output_dim)
+    if kw.predictor == "linear":
+        return LinearPredictor(
+            dim,
+            bias=kw.bias,
+            symmetric=kw.symmetric,
+            lr_multiplier=float(kw.lr_multiplier),
+            weight_decay=None if kw.weight_decay is None else float(kw.weight_decay),
+            init=kw.init,
+        )
+    return AnalyticPredictor(
+        dim,
+        alpha=float(kw.alpha),
+        eps=float(kw.eps),
+        rho=float(kw.rho),
+        freq=int(kw.freq),
+        normalize=kw.normalize,
+        offset=None if kw.offset is None else float(kw.offset),
+        center=kw.center,
+        solver=kw.solver,
+        eigh_dtype=kw.eigh_dtype,
+        ns_iters=int(kw.ns_iters),
+        power_iters=int(kw.power_iters),
+        trainable=kw.trainable,
+    )
+
+
+def build_projector(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+    """The paper's projector: Linear → BatchNorm → ReLU → Linear."""
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.BatchNorm1d(hidden_dim),
+        nn.ReLU(),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+class _LinearPredictorMixin:
+    """What the EMA and the no-EMA variants share: projector, predictor, loss, statistics, hooks."""
+
+    DEFAULT_PREDICTOR = "directpred"
+    predictor: nn.Module
+    projector: nn.Sequential
+
+    def _build_heads(self, cfg: omegaconf.DictConfig) -> None:
+        kw = cfg.method_kwargs
+        self.projector = build_projector(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim)
+        self.predictor = build_predictor(kw)
+        self.spectral_cfg = OmegaConf.to_container(cfg.spectral, resolve=True)
+
+    @property
+    def is_analytic(self) -> bool:
+        return isinstance(self.predictor, AnalyticPredictor)
+
+    def _predictor_groups(self) -> list[dict]:
+        groups = [{"name": "projector", "params": self.projector.parameters()}]
+        if isinstance(self.predictor, LinearPredictor):
+            groups += self.predictor.param_groups(lr=self.lr, weight_decay=self.weight_decay)
+        elif self.is_analytic and self.predictor.trainable:
+            groups.append({"name": "predictor", "params": self.predictor.parameters()})
+        return groups
+
+    def _project(self, out: dict[str, Any]) -> dict[str, Any]:
+        z = self.projector(out["feats"])
+        out.update({"z": z, "p": self.predictor(z)})
+        return out
+
+    def forward(self, X: torch.Tensor) -> dict[str, Any]:
+        """Backbone → projector z → predictor p (the parent adds feats and the online logits)."""
+        return self._project(super().forward(X))
+
+    def multicrop_forward(self, X: torch.Tensor) -> dict[str, Any]:
+        return self._project(super().multicrop_forward(X))
+
+    def _predictor_step(self, out: dict[str, Any], targets: list[torch.Tensor]) -> torch.Tensor:
+        """Loss of this step, then the analytic statistics update; logs the training metrics."""
+        Z, P = out["z"], out["p"]
+        loss = symmetric_prediction_loss(P, targets)
+        if self.is_analytic:
+            self.predictor.update(*Z[: self.num_large_crops])
+        with torch.no_grad():
+            z_std = F.normalize(torch.stack(Z[: self.num_large_crops]), dim=-1).std(dim=1).mean()
+        metrics = {"train_neg_cos_sim": loss, "train_z_std": z_std}
+        if self.is_analytic:
+            metrics["predictor_skipped_batches"] = self.predictor.stats.num_skipped.float()
+            metrics["predictor_eigh_fallbacks"] = self.predictor.num_fallbacks.float()
+            metrics["predictor_collapsed_updates"] = self.predictor.num_collapsed.float()
+        self.log_dict(metrics, on_epoch=True, sync_dist=True)
+        return loss
+
+    def _after_batch(self) -> None:
+        if isinstance(self.predictor, LinearPredictor):
+            self.predictor.symmetrize()  # after the optimizer step: W ← (W + Wᵀ)/2 when symmetric
+
+    def linear_predictor_weight(self) -> torch.Tensor | None:
+        """W_p (d × d) for the spectral monitor."""
+        return self.predictor.weight.detach()
+
+    def configure_callbacks(self) -> list:
+        if not self.spectral_cfg.get("enabled", False):
+            return []
+        from solo_directpred.spectral.callback import SpectralMonitor
+
+        monitor = SpectralMonitor.from_config(self.spectral_cfg)
+        return [] if monitor is None else [monitor]
+
+
+class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
+    """BYOL-style method (EMA target) with a linear predictor, analytic by default (DirectPred).
+
+    Extra cfg settings:
+        method_kwargs:
+            proj_hidden_dim (int), proj_output_dim (int): projector sizes (d = proj_output_dim).
+            predictor (str): directpred | directcopy | directset | linear.
+            analytic: rho, eps, alpha, freq, normalize, offset, center, solver, eigh_dtype, ns_iters,
+                power_iters, trainable (see ``AnalyticPredictor``).
+            linear: bias, symmetric, lr_multiplier (α_p), weight_decay, init.
+        spectral: the spectral monitor's section (``enabled`` true by default).
+    """
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        self._build_heads(cfg)
+        kw = cfg.method_kwargs
+        self.momentum_projector = build_projector(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim)
+        initialize_momentum_params(self.projector, self.momentum_projector)
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg = super(DirectPred, DirectPred).add_and_assert_specific_cfg(cfg)
+        return validate_spectral_cfg(validate_predictor_cfg(cfg, default_kind(cfg)))
+
+    @property
+    def learnable_params(self) -> list[dict]:
+        return super().learnable_params + self._predictor_groups()
+
+    @property
+    def momentum_pairs(self) -> list[tuple[Any, Any]]:
+        return super().momentum_pairs + [(self.projector, self.momentum_projector)]
+
+    @torch.no_grad()
+    def momentum_forward(self, X: torch.Tensor) -> dict[str, Any]:
+        out = super().momentum_forward(X)
+        out.update({"z": self.momentum_projector(out["feats"])})
+        return out
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        out = super().training_step(batch, batch_idx)
+        loss = self._predictor_step(out, out["momentum_z"][: self.num_large_crops])
+        return loss + out["loss"]
+
+    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        self._after_batch()
+
+
+class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
+    """SimSiam-style variant: the target is the detached online projection; no momentum network is built.
+
+    Same cfg settings as :class:`DirectPred` (no ``momentum`` section is used).
+    """
+
+    def __init__(self, cfg: omegaconf.DictConfig):
+        super().__init__(cfg)
+        self._build_heads(cfg)
+
+    @staticmethod
+    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        cfg = super(DirectPredNoEMA, DirectPredNoEMA).add_and_assert_specific_cfg(cfg)
+        return validate_spectral_cfg(validate_predictor_cfg(cfg, default_kind(cfg)))
+
+    @property
+    def learnable_params(self) -> list[dict]:
+        return super().learnable_params + self._predictor_groups()
+
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+        out = super().training_step(batch, batch_idx)
+        loss = self._predictor_step(out, [z.detach() for z in out["z"][: self.num_large_crops]])
+        return loss + out["loss"]
+
+    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
+        self._after_batch()
+
+
+#: Registered method names → (class, default predictor kind).
+METHOD_TABLE: dict[str, tuple[type, str]] = {
+    "directpred": (DirectPred, "directpred"),
+    "directcopy": (DirectPred, "directcopy"),
+    "linear_pred": (DirectPred, "linear"),
+    "directpred_noema": (DirectPredNoEMA, "directpred"),
+    "directcopy_noema": (DirectPredNoEMA, "directcopy"),
+    "linear_pred_noema": (DirectPredNoEMA, "linear"),
+}
+
+
+def default_kind(cfg: omegaconf.DictConfig) -> str:
+    """The predictor kind a method name implies (``directpred`` for names outside the table)."""
+    return METHOD_TABLE.get(str(cfg.method), (None, "directpred"))[1]

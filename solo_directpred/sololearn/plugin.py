@@ -1,0 +1,67 @@
+"""Registration of the plugin into an unmodified solo-learn, and the Hydra callback that triggers it.
+
+Every YAML the plugin ships declares::
+
+    hydra:
+      callbacks:
+        solo_directpred:
+          _target_: solo_directpred.sololearn.plugin.PluginCallback
+
+Hydra imports that class before the task function runs, and the import registers:
+
+* the methods of :data:`solo_directpred.sololearn.methods.METHOD_TABLE` into ``solo.methods.METHODS``
+  (a plain dict that upstream's ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py`` and
+  ``main_umap.py`` look methods up in);
+* the OmegaConf resolver ``${sdp.dataset:NAME,SPLIT[,SIZE]}``, which prepares a built-in dataset on
+  first use and returns its folder (``digits``: scikit-learn's handwritten digits).
+
+When the job starts, a ``data.eval_crop_size`` key (with ``data.eval_mean`` / ``data.eval_std``) makes the
+evaluation transforms of ``data.dataset: custom`` keep that resolution instead of upstream's
+resize-to-224 with ImageNet statistics (see :mod:`solo_directpred.sololearn.transforms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+_DATASETS = ("digits",)
+
+
+def _dataset_resolver(name: str, split: str, size: int = 16) -> str:
+    if name not in _DATASETS:
+        raise ValueError(
+            f"${{sdp.dataset:{name},...}}: unknown dataset {name!r}; built-in datasets: {_DATASETS}"
+        )
+    from solo_directpred.data.digits import prepare_digits
+
+    return str(prepare_digits(split=split, size=int(size)))
+
+
+def register() -> None:
+    """Register the methods and resolvers (idempotent)."""
+    from solo.methods import METHODS
+
+    from solo_directpred.sololearn.methods import METHOD_TABLE
+
+    for name, (cls, _) in METHOD_TABLE.items():
+        METHODS[name] = cls
+    if not OmegaConf.has_resolver("sdp.dataset"):
+        OmegaConf.register_new_resolver("sdp.dataset", _dataset_resolver)
+
+
+class PluginCallback(Callback):
+    """Hydra callback declared by the plugin's YAMLs: registration on import, data settings on job start."""
+
+    def __init__(self, **_: Any) -> None:
+        register()
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from solo_directpred.sololearn.transforms import configure_eval_transforms
+
+        configure_eval_transforms(config)
+
+
+register()

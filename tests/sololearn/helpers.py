@@ -1,0 +1,55 @@
+"""Helpers for the tests that run against the real solo-learn."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+SOLO_LEARN_DIR_ENV = "SOLO_LEARN_DIR"
+
+
+def compose_pretrain_cfg(overrides: Sequence[str] = (), config_name: str = "directpred.yaml"):
+    """The embedded default (or another shipped config) composed and parsed as main_pretrain.py does."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from solo.args.pretrain import parse_cfg
+
+    from solo_directpred.paths import configs_dir
+    from solo_directpred.sololearn.plugin import register
+
+    register()
+    with initialize_config_dir(config_dir=str(configs_dir()), version_base="1.2"):
+        cfg = compose(config_name, overrides=list(overrides))
+    OmegaConf.set_struct(cfg, False)
+    return parse_cfg(cfg)
+
+
+class RandomViews(Dataset):
+    """solo-learn's pretraining batch format: (index, [view1, view2], label), random 16×16 images."""
+
+    def __init__(self, n: int = 32, size: int = 16, num_classes: int = 10, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 2, 3, size, size, generator=g)
+        self.y = torch.randint(0, num_classes, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return i, [self.x[i, 0], self.x[i, 1]], self.y[i]
+
+
+def random_loader(n: int = 32, batch_size: int = 8) -> DataLoader:
+    return DataLoader(RandomViews(n), batch_size=batch_size, shuffle=False, drop_last=True)
+
+
+def solo_learn_scripts() -> Path | None:
+    """A solo-learn checkout holding upstream's main_pretrain.py (``$SOLO_LEARN_DIR``), or None."""
+    value = os.environ.get(SOLO_LEARN_DIR_ENV, "").strip()
+    if value and (Path(value) / "main_pretrain.py").is_file():
+        return Path(value)
+    return None
