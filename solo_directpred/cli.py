@@ -19,7 +19,7 @@ COMMAND_MODULES: list[str] = [
     "solo_directpred.spectral.commands",
     "solo_directpred.theory.commands",
     "solo_directpred.zoo.commands",
-    "solo_directpred.bench_commands",
+    "solo_directpred.doctor",
 ]
 
 
