@@ -34,27 +34,42 @@ def test_wheel_contains_configs_presets_manifest_and_hydra_plugin(wheel):
     shipped = {p.relative_to(REPO / "scripts").as_posix() for p in (REPO / "scripts").rglob("*.yaml")}
     assert shipped, "no presets under scripts/"
     assert {n.removeprefix("solo_directpred/_presets/") for n in presets} == shipped
-    entry_points = zipfile.ZipFile(wheel).read(
-        next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-    ).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel)
+        .read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
+        .decode()
+    )
     assert "solo-directpred = solo_directpred.cli:main" in entry_points
 
 
 @pytest.mark.slow
 def test_installed_wheel_finds_its_configs_through_hydra(wheel, tmp_path):
     target = tmp_path / "site"
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--quiet", "--target", str(target), str(wheel)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-deps",
+        "--quiet",
+        "--target",
+        str(target),
+        str(wheel),
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=600)
     code = (
         "import solo_directpred, solo_directpred.paths as p;"
         f"assert solo_directpred.__file__.startswith({str(target)!r}), solo_directpred.__file__;"
-        "assert p.presets_dir().name == '_presets' and p.zoo_dir().name == '_zoo', (p.presets_dir(), p.zoo_dir());"
+        "assert p.presets_dir().name == '_presets', p.presets_dir();"
+        "assert p.zoo_dir().name == '_zoo', p.zoo_dir();"
         "from hydra import compose, initialize;"
         "initialize(version_base='1.2');"
         "cfg = compose('directpred.yaml', return_hydra_config=True);"
         "print(cfg.method, cfg.hydra.callbacks.solo_directpred._target_)"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["directpred", "solo_directpred.sololearn.plugin.PluginCallback"]
