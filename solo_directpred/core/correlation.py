@@ -70,14 +70,17 @@ class RunningCorrelation(nn.Module):
         """Whether at least one batch has been accumulated."""
         return bool(self.num_updates > 0)
 
-    def batch_statistic(self, *views: Tensor) -> Tensor | None:
-        """F_b over the pooled views (all-reduced across ranks), or None if a value is non-finite.
+    def batch_statistic(self, *views: Tensor) -> tuple[Tensor, Tensor]:
+        """F_b over the pooled views, all-reduced across ranks, and whether the batch is usable.
+
+        Runs without a host–device synchronisation: the skip decision stays on the device.
 
         Args:
             views: tensors of shape (B_v, d); batch sizes may differ between views and ranks.
 
         Returns:
-            (d, d) tensor in the estimate's dtype, or None when the batch must be skipped.
+            ``(F_b, accepted)``: a (d, d) tensor in the estimate's dtype (meaningless when not accepted) and
+            a 0-dim bool tensor, False when a value was non-finite on any rank or no row was given.
         """
         if not views:
             raise ValueError("update needs at least one view of shape (batch, dim)")
@@ -87,40 +90,41 @@ class RunningCorrelation(nn.Module):
             z = torch.cat([v.detach().reshape(-1, v.shape[-1]) for v in views]).to(device=device, dtype=dtype)
             if z.shape[-1] != self.dim:
                 raise ValueError(f"views have dimension {z.shape[-1]}, the estimate expects {self.dim}")
-            finite = bool(torch.isfinite(z).all())
-            if not finite:
-                z = torch.zeros_like(z)
+            finite = torch.isfinite(z).all()
+            z = torch.where(finite, z, torch.zeros((), dtype=dtype, device=device))
             d = self.dim
             # One packed buffer, one collective: [Σ z zᵀ | Σ z | n | non-finite flag].
-            packed = torch.empty(d * d + d + 2, dtype=dtype, device=device)
-            packed[: d * d] = (z.T @ z).reshape(-1)
-            packed[d * d : d * d + d] = z.sum(0)
-            packed[-2] = z.shape[0] if finite else 0
-            packed[-1] = 0.0 if finite else 1.0
+            packed = torch.cat(
+                [
+                    (z.T @ z).reshape(-1),
+                    z.sum(0),
+                    (finite.to(dtype) * z.shape[0]).reshape(1),
+                    (~finite).to(dtype).reshape(1),
+                ]
+            )
             if self.sync_dist and _distributed_world(self.process_group) > 1:
                 dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=self.process_group)
             n = packed[-2]
-            if packed[-1] > 0 or n < 1:
-                return None
-            second = packed[: d * d].reshape(d, d) / n
+            accepted = (packed[-1] == 0) & (n >= 1)
+            second = packed[: d * d].reshape(d, d) / n.clamp_min(1)
             if self.center:
-                mean = packed[d * d : d * d + d] / n
+                mean = packed[d * d : d * d + d] / n.clamp_min(1)
                 second = second - torch.outer(mean, mean)
-            return 0.5 * (second + second.T)
+            return 0.5 * (second + second.T), accepted
 
-    def update(self, *views: Tensor) -> bool:
-        """Accumulate one batch; returns False (and counts it) when the batch was skipped."""
-        batch = self.batch_statistic(*views)
+    def update(self, *views: Tensor) -> Tensor:
+        """Accumulate one batch; returns a 0-dim bool tensor, False when the batch was skipped (and counted).
+
+        No host–device synchronisation: call ``bool()`` on the result only where the answer is needed.
+        """
+        batch, accepted = self.batch_statistic(*views)
         with torch.no_grad():
-            if batch is None:
-                self.num_skipped += 1
-                return False
-            if self.initialized:
-                self.correlation.mul_(self.rho).add_(batch, alpha=1.0 - self.rho)
-            else:
-                self.correlation.copy_(batch)
-            self.num_updates += 1
-        return True
+            ema = self.rho * self.correlation + (1.0 - self.rho) * batch
+            blended = torch.where(self.num_updates > 0, ema, batch)  # the first batch initialises
+            self.correlation.copy_(torch.where(accepted, blended, self.correlation))
+            self.num_updates += accepted.long()
+            self.num_skipped += (~accepted).long()
+        return accepted
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, rho={self.rho}, center={self.center}, sync_dist={self.sync_dist}"

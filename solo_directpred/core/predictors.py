@@ -212,6 +212,7 @@ class AnalyticPredictor(nn.Module):
         self.register_buffer("num_collapsed", torch.zeros((), dtype=torch.long))
         self.register_buffer("top_vector", torch.zeros(dim))
         self._pending: Tensor | None = None
+        self._host_step = 0
 
     @property
     def rho(self) -> float:
@@ -238,10 +239,11 @@ class AnalyticPredictor(nn.Module):
         Returns:
             True if W_p was recomputed during this call.
         """
-        step = int(self.step)
+        step = self._host_step  # a host mirror of the ``step`` buffer: no device synchronisation here
+        self._host_step += 1
         self.step += 1
         accepted = self.stats.update(*views)
-        if not accepted or step % self.freq != 0:
+        if step % self.freq != 0 or not bool(accepted):
             return False  # a skipped (non-finite) batch brings nothing new: W_p stays as it is
         return self.recompute()
 
@@ -316,6 +318,10 @@ class AnalyticPredictor(nn.Module):
         with torch.no_grad():
             self.weight.copy_(self._pending)
         self._pending = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._host_step = int(self.step)
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001 - torch signature
         if self._pending is not None:
