@@ -113,6 +113,11 @@ def init_state(
     return LinearState(W, Wp, Wa)
 
 
+def _t(M: np.ndarray) -> np.ndarray:
+    """Transpose of the last two axes."""
+    return np.swapaxes(M, -1, -2)
+
+
 @contextmanager
 def _single_torch_thread() -> Iterator[None]:
     """Run torch on one thread: for these tiny matrices extra threads only add contention."""
@@ -196,11 +201,13 @@ class LinearModel:
         return self.data_cov.shape[0]
 
     def _check_state(self, state: LinearState) -> None:
-        if state.W.shape[1] != self.n1:
-            raise ValueError(f"state.W has {state.W.shape[1]} input columns, the data has n1={self.n1}")
+        if state.W.shape[-1] != self.n1:
+            raise ValueError(f"state.W has {state.W.shape[-1]} input columns, the data has n1={self.n1}")
 
     def velocity(self, state: LinearState) -> LinearState:
         """The expected-gradient flow ``(dW/dt, dW_p/dt, dW_a/dt)`` at ``state`` (Lemma 1).
+
+        The matrices may carry leading batch axes (e.g. several random starts at once).
 
         Without the stop-gradient (SimSiam) the target branch adds ``W_p W X − W (X+X')`` to
         ``dW/dt``, which gives Theorem 2's ``d vec(W)/dt = −H vec(W)``.
@@ -210,10 +217,10 @@ class LinearModel:
         W, Wp = state.W, state.Wp
         Wa = W if self.target == "simsiam" else state.Wa
         residual = -Wp @ W @ S + Wa @ X
-        dWp = self.alpha_p * residual @ W.T - self.eta * Wp
+        dWp = self.alpha_p * residual @ _t(W) - self.eta * Wp
         if self.symmetric_predictor:
-            dWp = 0.5 * (dWp + dWp.T)
-        dW = Wp.T @ residual - self.eta * W
+            dWp = 0.5 * (dWp + _t(dWp))
+        dW = _t(Wp) @ residual - self.eta * W
         if not self.stop_gradient:
             dW = dW + Wp @ W @ X - W @ S
         dWa = dW if self.target == "simsiam" else self.beta * (W - state.Wa)

@@ -142,14 +142,16 @@ class ModeDynamics:
         self, p: np.ndarray, s: np.ndarray, tau: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(dp/dt, ds/dt, dτ/dt)`` of Eqns. 11-13 at one state (arrays broadcast per mode)."""
-        p, s, tau = (np.asarray(a, dtype=np.float64) for a in (p, s, tau))
+        return self._rates(*(np.asarray(a, dtype=np.float64) for a in (p, s, tau)))
+
+    def _rates(
+        self, p: np.ndarray, s: np.ndarray, tau: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gap = tau - (1.0 + self.sigma2) * p
+        growth = p * gap - self.eta  # ds/dt / (2s), the term Eqn. 13 subtracts
         dp = self.alpha_p * s * gap - self.eta * p
-        ds = 2.0 * p * s * gap - 2.0 * self.eta * s
-        if self.target == "byol":
-            dtau = self.beta * (1.0 - tau) - tau * (p * gap - self.eta)
-        else:
-            dtau = np.zeros_like(tau)
+        ds = 2.0 * s * growth
+        dtau = self.beta * (1.0 - tau) - tau * growth if self.target == "byol" else np.zeros_like(tau)
         return dp, ds, dtau
 
     def simulate(
@@ -177,7 +179,7 @@ class ModeDynamics:
         m = p0.shape[0]
 
         def rhs(y: np.ndarray) -> np.ndarray:
-            return np.concatenate(self.velocity(y[:m], y[m : 2 * m], y[2 * m :]))
+            return np.concatenate(self._rates(y[:m], y[m : 2 * m], y[2 * m :]))
 
         steps = int(round(t_end / dt))
         t, ys = integrate(rhs, np.concatenate([p0, s0, tau0]), dt, steps, method, record_every)

@@ -94,25 +94,26 @@ class ReducedDynamics:
     def predictor_velocity(self, Wp: np.ndarray, symmetric: bool = False) -> np.ndarray:
         """App. Eqn. 62: ``dW_p/dt = (τ I − (1+σ²) W_p) W_pᵀ W_p − η W_p`` (``F = W_pᵀW_p/α_p``).
 
-        With ``symmetric=True`` the flow is symmetrised, ``(V + Vᵀ)/2``.
+        ``W_p``: (..., n, n), leading axes batch independent runs. With ``symmetric=True`` the flow is
+        symmetrised, ``(V + Vᵀ)/2``.
         """
-        n = Wp.shape[0]
-        v = (self.tau * np.eye(n) - (1.0 + self.sigma2) * Wp) @ Wp.T @ Wp - self.eta * Wp
-        return 0.5 * (v + v.T) if symmetric else v
+        n = Wp.shape[-1]
+        Wt = np.swapaxes(Wp, -1, -2)
+        v = (self.tau * np.eye(n) - (1.0 + self.sigma2) * Wp) @ Wt @ Wp - self.eta * Wp
+        return 0.5 * (v + np.swapaxes(v, -1, -2)) if symmetric else v
 
     def simulate_predictor(
         self, Wp0: np.ndarray, t_end: float, dt: float = 0.01, record_every: int = 1, symmetric: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """RK4-integrate App. Eqn. 62; returns ``t`` (T,) and ``W_p`` (T, n, n)."""
-        n = Wp0.shape[0]
+        """RK4-integrate App. Eqn. 62 from ``W_p0``; returns ``t`` (T,) and ``W_p`` (T, ..., n, n).
+
+        Leading axes of ``W_p0`` batch independent runs.
+        """
 
         def rhs(y: np.ndarray) -> np.ndarray:
-            return self.predictor_velocity(y.reshape(n, n), symmetric).ravel()
+            return self.predictor_velocity(y, symmetric)
 
-        t, ys = integrate(
-            rhs, np.asarray(Wp0, float).ravel(), dt, int(round(t_end / dt)), "rk4", record_every
-        )
-        return t, ys.reshape(-1, n, n)
+        return integrate(rhs, np.asarray(Wp0, float), dt, int(round(t_end / dt)), "rk4", record_every)
 
 
 def symmetric_part(M: np.ndarray) -> np.ndarray:
