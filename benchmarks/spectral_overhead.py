@@ -165,8 +165,16 @@ def main() -> None:
         default=[128, 256, 512, 1024, 2048],
         help="widths for the per-measurement cost table",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's; 1 is steadier when shared)",
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
     totals: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as root:

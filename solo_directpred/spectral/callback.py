@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 from collections import deque
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ CONFIG_KEYS = (
     "dirpath",
     "output_key",
     "plot_in_background",
+    "min_plot_interval_s",
     "alarm",
 )
 ALARM_KEYS = ("rankme_min", "zstd_min", "stop")
@@ -58,6 +60,12 @@ def _check_threshold(name: str, value: Any) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise ValueError(f"{name} = {value!r} is not allowed: expected a number >= 0, or null to disable")
+    return float(value)
+
+
+def _check_seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} = {value!r} is not allowed: expected a number of seconds >= 0")
     return float(value)
 
 
@@ -96,7 +104,8 @@ class SpectralMonitor(Callback):
 
     Files, in ``dirpath`` (default ``<trainer.log_dir or default_root_dir>/spectral``): ``spectra.jsonl``
     (full spectra, one flushed line per measurement), ``meta.json`` and ``spectral.png`` (redrawn every
-    ``plot_every_n_epochs`` epochs, in a background process by default, and once more at the end of fit).
+    ``plot_every_n_epochs`` epochs but not more often than every ``min_plot_interval_s`` seconds, in a
+    background process by default, and once more at the end of fit).
     ``solo-directpred spectral plot RUN_DIR`` redraws it from the log.
 
     Cost: with the defaults (every 100 steps, 2,048 rows) a measurement costs milliseconds for d ≤ 512,
@@ -112,6 +121,8 @@ class SpectralMonitor(Callback):
         dirpath: where the spectral files go; None for the default above.
         output_key: the key of the projector outputs in the ``training_step`` output dict.
         plot_in_background: draw the per-epoch PNG in a separate process so training does not wait for it.
+        min_plot_interval_s: skip an epoch-end redraw if the previous one started less than this many
+            seconds ago (short epochs would otherwise spend CPU on drawing); the end of fit always redraws.
 
     Example::
 
@@ -133,6 +144,7 @@ class SpectralMonitor(Callback):
         dirpath: str | os.PathLike | None = None,
         output_key: str = "z",
         plot_in_background: bool = True,
+        min_plot_interval_s: float = 300.0,
     ) -> None:
         super().__init__()
         self.every_n_steps = _check_int("every_n_steps", every_n_steps, 1)
@@ -142,6 +154,7 @@ class SpectralMonitor(Callback):
         self.zstd_min = _check_threshold("zstd_min", zstd_min)
         self.stop_on_collapse = _check_bool("stop_on_collapse", stop_on_collapse)
         self.plot_in_background = _check_bool("plot_in_background", plot_in_background)
+        self.min_plot_interval_s = _check_seconds("min_plot_interval_s", min_plot_interval_s)
         if not isinstance(output_key, str) or not output_key:
             raise ValueError(f"output_key = {output_key!r} is not allowed: expected a non-empty string")
         self.output_key = output_key
@@ -159,6 +172,7 @@ class SpectralMonitor(Callback):
         self._writer: RecordWriter | None = None
         self._plot_process: subprocess.Popen | None = None
         self._records_since_plot = 0
+        self._last_plot_start: float | None = None
         self._warned: set[str] = set()
 
     @classmethod
@@ -174,6 +188,7 @@ class SpectralMonitor(Callback):
             buffer_size: 2048
             plot_every_n_epochs: 1   # 0: no PNG during training
             plot_in_background: true
+            min_plot_interval_s: 300  # skip epoch-end redraws closer together than this
             dirpath: null            # null: <log_dir>/spectral
             output_key: z
             alarm:
@@ -223,6 +238,9 @@ class SpectralMonitor(Callback):
             output_key=output_key,
             plot_in_background=_check_bool(
                 f"{prefix}.plot_in_background", section.get("plot_in_background", True)
+            ),
+            min_plot_interval_s=_check_seconds(
+                f"{prefix}.min_plot_interval_s", section.get("min_plot_interval_s", 300.0)
             ),
         )
 
@@ -463,6 +481,7 @@ class SpectralMonitor(Callback):
         if self._spectral_dir is None or not (self._spectral_dir / RECORDS_FILE).is_file():
             return
         self._records_since_plot = 0
+        self._last_plot_start = time.monotonic()
         if background:
             package_root = str(Path(__file__).resolve().parents[2])
             env = dict(os.environ)
@@ -484,7 +503,11 @@ class SpectralMonitor(Callback):
         every = self.plot_every_n_epochs
         if not trainer.is_global_zero or every == 0 or (trainer.current_epoch + 1) % every != 0:
             return
-        if self._records_since_plot and not self._plot_running():
+        recent = (
+            self._last_plot_start is not None
+            and time.monotonic() - self._last_plot_start < self.min_plot_interval_s
+        )
+        if self._records_since_plot and not recent and not self._plot_running():
             self._plot(background=self.plot_in_background)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

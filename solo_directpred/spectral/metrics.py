@@ -386,8 +386,8 @@ def spectral_snapshot(
 ) -> SpectralSnapshot:
     """Compute every metric of this module from one (N, d) buffer, sharing the eigendecompositions.
 
-    Costs two Gram products (N d², uncentred and centred) and, in float64, one ``eigh`` of F plus one or
-    two ``eigvalsh`` (of C and of sym(W_p)). The covariance
+    Costs one Gram product (N d²) and, in float64, one ``eigh`` of F plus one or two ``eigvalsh`` (of C,
+    obtained from F and the mean, and of sym(W_p)). The covariance
     metrics (participation ratio, α-ReQ, condition number, dead modes) use the eigenvalues of C; RankMe the
     singular values σ_k = √(N s_j) of Z; the predictor metrics use F of this buffer.
 
@@ -403,7 +403,10 @@ def spectral_snapshot(
     n, d = z.shape
     f = z.T @ z / n
     s, u = _eigh_descending(f)
-    lam = _eigvalsh_descending(covariance(z))
+    mean = z.mean(dim=0)
+    # C from F without a second Gram product: C = N/(N−1)·(F − μμᵀ). In float64 the cancellation costs
+    # ~1e-16·‖μ‖² absolute, far below the dead-mode threshold.
+    lam = _eigvalsh_descending((f - torch.outer(mean, mean)) * (n / (n - 1)))
     alpha, alpha_r2 = alpha_req(lam, rtol)
     scalars = {
         "zstd": zstd(z),

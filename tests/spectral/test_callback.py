@@ -97,6 +97,21 @@ def test_plots_are_written_each_epoch_and_readable(tmp_path):
     assert read_meta(monitor.spectral_dir)["rankme_min"] == 1.5
 
 
+@pytest.mark.parametrize(("interval", "expected_epochs"), [(0.0, [0, 1, 2]), (1e6, [0, "end"])])
+def test_epoch_end_redraws_respect_the_minimum_interval(tmp_path, monkeypatch, interval, expected_epochs):
+    from solo_directpred.spectral import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "plot_spectral_dir", lambda directory: drawn.append(fit.current_epoch))
+    monitor = SpectralMonitor(
+        every_n_steps=1, plot_every_n_epochs=1, plot_in_background=False, min_plot_interval_s=interval
+    )
+    fit = trainer(tmp_path, [monitor], max_epochs=3)
+    fit.fit(TinySSL(), loader())
+    # epoch ends 0, 1, 2; with a long interval only the first, then the final redraw (epoch counter at 3)
+    assert drawn == [3 if e == "end" else e for e in expected_epochs]
+
+
 @pytest.mark.slow
 def test_background_plot_is_finished_when_fit_returns(tmp_path):
     from PIL import Image
@@ -213,6 +228,10 @@ def test_from_config_reads_a_solo_learn_style_section():
     ("section", "message"),
     [
         ({"every_n_steps": 0}, "spectral.every_n_steps = 0 is not allowed: expected an integer >= 1"),
+        (
+            {"min_plot_interval_s": -5},
+            "spectral.min_plot_interval_s = -5 is not allowed: expected a number of",
+        ),
         ({"every_n_steps": 2.5}, "spectral.every_n_steps = 2.5 is not allowed: expected an integer >= 1"),
         ({"buffer_size": 1}, "spectral.buffer_size = 1 is not allowed: expected an integer >= 2"),
         ({"plot_every_n_epochs": -1}, "spectral.plot_every_n_epochs = -1 is not allowed"),
