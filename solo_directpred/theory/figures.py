@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,9 @@ UNSPECIFIED: dict[str, str] = {
     "10": "none (lambda_s = 1, lambda_d = 1/2, alpha_p = beta = 1 as in the paper)",
 }
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 STABLE, UNSTABLE, SADDLE = "tab:red", "tab:green", "tab:orange"
 
 
@@ -44,7 +48,7 @@ def _pyplot():
     return plt
 
 
-def figure3():
+def figure3() -> Figure:
     """Fig. 3: phase portraits of Eqns. 11-12 in the (p, s) plane, τ = 1, α_p = 1, η ∈ {0, 0.01, 1}."""
     plt = _pyplot()
     modes_kw = dict(sigma2=SIGMA2, alpha_p=1.0, target="fixed")
@@ -107,7 +111,7 @@ def figure3():
     return fig
 
 
-def figure4():
+def figure4() -> Figure:
     """Fig. 4: the 1-D dynamics of Eqn. 16, ``dp/dt`` against ``p`` for three weight decays."""
     plt = _pyplot()
     tau = 1.0
@@ -175,7 +179,7 @@ def figure4():
     return fig
 
 
-def figure5():
+def figure5() -> Figure:
     """Fig. 5: decoupled dynamics (Eqns. 11-13) with EMA: top row varies η, bottom row the EMA rate β."""
     plt = _pyplot()
     runs = figure5_runs()
@@ -211,7 +215,7 @@ def figure5():
     return fig
 
 
-def figure7():
+def figure7() -> Figure:
     """Fig. 7: correlation of ``W_a`` and ``W`` over time (assumption A1), ``σ = 0.03``, ``W_a(0) = 0``."""
     plt = _pyplot()
     lr, n1, n2, seeds, t_end = 0.01, 20, 10, 10, 100.0
@@ -249,7 +253,7 @@ def figure7():
     return fig
 
 
-def figure8():
+def figure8() -> Figure:
     """Fig. 8: symmetric and skew parts of ``W_p`` under the non-symmetrised App. Eqn. 62 (fixed τ)."""
     plt = _pyplot()
     n, seeds, t_end = 10, 5, 200.0
@@ -281,7 +285,7 @@ def figure8():
     return fig
 
 
-def figure9():
+def figure9() -> Figure:
     """Fig. 9: ``‖[F, W_p]‖_F`` over time in the symmetric coupled dynamics for several fixed τ and η."""
     plt = _pyplot()
     F0, Wp0 = commutator_start()
@@ -314,7 +318,7 @@ def figure9():
     return fig
 
 
-def figure10():
+def figure10() -> Figure:
     """Fig. 10: scalar BYOL flows: fast subsystem, invariant manifold ``w = w_p``, no predictor."""
     plt = _pyplot()
     byol = ScalarBYOL(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0)
@@ -367,7 +371,7 @@ def figure10():
 
 
 #: Figure number -> (file stem, builder).
-FIGURES: dict[str, tuple[str, Callable[[], object]]] = {
+FIGURES: dict[str, tuple[str, Callable[[], Figure]]] = {
     "3": ("fig3_phase_portrait", figure3),
     "4": ("fig4_fixed_points", figure4),
     "5": ("fig5_decoupled_dynamics", figure5),

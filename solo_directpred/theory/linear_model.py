@@ -24,7 +24,7 @@ symmetrises the predictor flow (assumption A3) or, in SGD, the predictor weight 
 Example:
     >>> model = LinearModel.isotropic(n1=8, sigma2=0.5, eta=0.01, beta=0.4)
     >>> state = init_state(n1=8, n2=4, seed=0)
-    >>> traj = model.simulate(state, t_end=10.0, dt=0.01)
+    >>> traj = model.simulate(state, t_end=10.0, dt=0.01, record_every=100)
     >>> traj.W.shape
     (11, 4, 8)
 """
@@ -34,10 +34,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from solo_directpred.theory.integrate import integrate
+
+if TYPE_CHECKING:
+    import torch
 
 #: Allowed values of ``LinearModel.target``.
 TARGETS = ("byol", "simsiam")
@@ -263,7 +267,7 @@ class LinearModel:
             t, ys[:, :a].reshape(-1, n2, n1), ys[:, a:b].reshape(-1, n2, n2), ys[:, b:].reshape(-1, n2, n1)
         )
 
-    def sample_views(self, batch_size: int, generator: object) -> tuple[object, object]:
+    def sample_views(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``batch_size`` samples and two augmented views each: two (B, n1) float64 tensors.
 
         ``x = X^{1/2} ξ`` and ``x_v = x + X'^{1/2} ξ_v`` with standard normal ``ξ``, so that
@@ -278,7 +282,9 @@ class LinearModel:
         x2 = x + torch.randn(shape, generator=generator, dtype=torch.float64) @ LA
         return x1, x2
 
-    def batch_gradients(self, state: LinearState, x1: object, x2: object, symmetric_loss: bool = False):
+    def batch_gradients(
+        self, state: LinearState, x1: torch.Tensor, x2: torch.Tensor, symmetric_loss: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Autograd gradients ``(∂J/∂W, ∂J/∂W_p)`` of the loss on one batch of views (B, n1).
 
         ``J = ½ mean_b ‖W_p W x1 − StopGrad(W_a x2)‖²``; with ``symmetric_loss`` the average of the
