@@ -387,7 +387,7 @@ def _shrink_png(path: Path) -> None:
     from PIL import Image
 
     with Image.open(path) as image:
-        palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+        palette = image.convert("RGB").quantize(colors=256)  # median cut, the default for RGB
     palette.save(path, optimize=True)
 
 
