@@ -30,12 +30,12 @@ def symmetric_predictor_run(
 ) -> tuple[LinearModel, Trajectory]:
     """SGD run of the linear model used for the Table 3 comparison; returns ``(model, trajectory)``.
 
-    Isotropic data (n1 = n2 = 8, σ² = 0.5), η = 0.01, lr = 0.01, batch 64; with EMA β = 0.4
+    Isotropic data (n1 = n2 = 8, σ² = :data:`SIGMA2`), η = 0.01, lr = 0.01, batch 64; with EMA β = 0.4
     (``γ_a = 0.996``) and ``W_a(0) = 0``, without EMA the SimSiam target ``W_a = W``.
     """
     model = LinearModel.isotropic(
         8,
-        0.5,
+        SIGMA2,
         alpha_p=1.0,
         eta=0.01,
         beta=0.4,
