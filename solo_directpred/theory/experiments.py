@@ -26,7 +26,7 @@ def commutator_start(
 
 
 def symmetric_predictor_run(
-    ema: bool, symmetric: bool = True, seed: int = 0, steps: int = 2000
+    ema: bool, symmetric: bool = True, seed: int = 0, steps: int = 1200
 ) -> tuple[LinearModel, Trajectory]:
     """SGD run of the linear model used for the Table 3 comparison; returns ``(model, trajectory)``.
 
