@@ -125,18 +125,18 @@ def _run(args: argparse.Namespace, monitor: SpectralMonitor | None, root: str) -
     return clock.seconds
 
 
-def _snapshot_ms(dim: int, rows: int, device: torch.device, repeats: int = 3) -> float:
+def _snapshot_ms(dim: int, rows: int, device: torch.device, predictor: bool, repeats: int = 3) -> float:
+    """Median milliseconds of one ``spectral_snapshot`` on (rows, dim) embeddings, with or without W_p."""
     z = torch.randn(rows, dim, device=device) * torch.linspace(0.01, 1.0, dim, device=device)
-    w = torch.randn(dim, dim, device=device)
+    w = torch.randn(dim, dim, device=device) if predictor else None
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     spectral_snapshot(z, w)
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         start = time.perf_counter()
         spectral_snapshot(z, w)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         times.append(time.perf_counter() - start)
     return 1e3 * sorted(times)[len(times) // 2]
 
@@ -210,10 +210,12 @@ def main() -> None:
     device = torch.device(
         "cuda" if args.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
     )
-    print(f"\none measurement (spectral_snapshot) on {args.buffer_size} rows, {device}:")
+    print(f"\none measurement (spectral_snapshot) on {args.buffer_size} rows, {device}, milliseconds:")
+    print(f"    {'d':>5s}  {'with W_p':>10s}  {'without W_p':>11s}")
     for dim in tqdm(args.dims, desc="snapshot cost", unit="d", leave=False):
-        ms = _snapshot_ms(dim, args.buffer_size, device)
-        print(f"    d = {dim:5d}: {ms:9.1f} ms")
+        with_w = _snapshot_ms(dim, args.buffer_size, device, predictor=True)
+        without = _snapshot_ms(dim, args.buffer_size, device, predictor=False)
+        tqdm.write(f"    {dim:5d}  {with_w:10.1f}  {without:11.1f}")
 
 
 if __name__ == "__main__":

@@ -108,8 +108,11 @@ class SpectralMonitor(Callback):
     background process by default, and once more at the end of fit).
     ``solo-directpred spectral plot RUN_DIR`` redraws it from the log.
 
-    Cost: with the defaults (every 100 steps, 2,048 rows) a measurement costs milliseconds for d ≤ 512,
-    well under 1% of training time; ``benchmarks/spectral_overhead.py`` prints the measured share.
+    Cost: a measurement is one N·d² Gram product and a few float64 d × d eigendecompositions, about 0.1 s
+    on one CPU core for d = 256 and N = 2,048; with the default cadence (every 100 steps) that is under 1%
+    of training time once a step takes 0.1 s or more. The cost grows as d³ (≈ 17 s on one CPU core for
+    d = 2048): raise ``every_n_steps`` for wide projectors. ``benchmarks/spectral_overhead.py`` prints the
+    measured share and the per-measurement cost for several d.
 
     Args:
         every_n_steps: measure at every multiple of this many optimizer steps (≥ 1).

@@ -386,10 +386,10 @@ def spectral_snapshot(
 ) -> SpectralSnapshot:
     """Compute every metric of this module from one (N, d) buffer, sharing the eigendecompositions.
 
-    Costs one Gram product (N d²) and, in float64, one ``eigh`` of F plus one or two ``eigvalsh`` (of C,
-    obtained from F and the mean, and of sym(W_p)). The covariance
-    metrics (participation ratio, α-ReQ, condition number, dead modes) use the eigenvalues of C; RankMe the
-    singular values σ_k = √(N s_j) of Z; the predictor metrics use F of this buffer.
+    Costs one Gram product (N d²) and, in float64, an ``eigvalsh`` of C (obtained from F and the mean) and
+    of F; with a predictor, F needs ``eigh`` (its eigenvectors) and sym(W_p) one more ``eigvalsh``. The
+    covariance metrics (participation ratio, α-ReQ, condition number, dead modes) use the eigenvalues of C;
+    RankMe the singular values σ_k = √(N s_j) of Z; the predictor metrics use F of this buffer.
 
     Args:
         z: (N, d) projector outputs, N ≥ 2.
@@ -402,7 +402,10 @@ def spectral_snapshot(
     z = _check_embeddings(z, min_rows=2)
     n, d = z.shape
     f = z.T @ z / n
-    s, u = _eigh_descending(f)
+    if predictor is None:
+        s, u = _eigvalsh_descending(f), None  # eigenvectors are only needed for the predictor metrics
+    else:
+        s, u = _eigh_descending(f)
     mean = z.mean(dim=0)
     # C from F without a second Gram product: C = N/(N−1)·(F − μμᵀ). In float64 the cancellation costs
     # ~1e-16·‖μ‖² absolute, far below the dead-mode threshold.

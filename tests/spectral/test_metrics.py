@@ -243,6 +243,9 @@ def test_snapshot_uses_float64_symmetric_solvers_and_never_eig(monkeypatch):
         ("eigvalsh", torch.float64),
         ("eigvalsh", torch.float64),
     ]
+    calls.clear()
+    M.spectral_snapshot(torch.randn(30, 6))  # without a predictor no eigenvectors are needed
+    assert sorted(calls) == [("eigvalsh", torch.float64), ("eigvalsh", torch.float64)]
 
 
 def test_input_errors_name_the_shape():
