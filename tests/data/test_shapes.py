@@ -35,7 +35,8 @@ def test_train_and_val_splits_are_disjoint_draws():
 
 
 def test_shape_masks_differ_where_the_definitions_say():
-    u, v = np.meshgrid(np.linspace(-1, 1, 101), np.linspace(-1, 1, 101))
+    centres = (np.arange(400) + 0.5) / 200 - 1  # pixel centres of a 400×400 grid on [-1, 1]²
+    u, v = np.meshgrid(centres, centres)
     area = {k: _mask(k, u, v).mean() for k in SHAPE_CLASSES}
     assert area["disk"] == pytest.approx(np.pi / 4, abs=0.01)  # unit disk in the [-1, 1]² box
     assert area["ring"] == pytest.approx(np.pi / 4 * (1 - 0.25), abs=0.01)
