@@ -32,8 +32,13 @@ def _pickle(path: Path, obj: dict) -> None:
         pickle.dump(obj, fh, protocol=2)
 
 
-def write_cifar(root: Path, dataset: str, n_train: int = 20, n_test: int = 8, seed: int = 0) -> dict:
-    """Write CIFAR-10/100 pickles under ``root``; returns images (N, 32, 32, 3) and labels per split."""
+def write_cifar(
+    root: Path, dataset: str, n_train: int = 20, n_test: int = 8, seed: int = 0, test_from_train: bool = False
+) -> dict:
+    """Write CIFAR-10/100 pickles under ``root``; returns images (N, 32, 32, 3) and labels per split.
+
+    ``test_from_train``: the test split is a copy of the first ``n_test`` training images and labels.
+    """
     rng = np.random.default_rng(seed)
     classes = 10 if dataset == "cifar10" else 100
     folder = root / CIFAR_FOLDERS[dataset]
@@ -43,6 +48,8 @@ def write_cifar(root: Path, dataset: str, n_train: int = 20, n_test: int = 8, se
         images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         labels = rng.integers(0, classes, size=n).tolist()
         splits[split] = (images, labels)
+    if test_from_train:
+        splits["test"] = (splits["train"][0][:n_test].copy(), splits["train"][1][:n_test])
     rows = {s: imgs.transpose(0, 3, 1, 2).reshape(len(imgs), 3072) for s, (imgs, _) in splits.items()}
     if dataset == "cifar10":
         batches = np.array_split(np.arange(n_train), 5)

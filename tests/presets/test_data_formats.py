@@ -139,3 +139,26 @@ def test_dali_presets_compose_and_name_the_missing_dependency(preset, tmp_path):
         ConfigError, match=r"data.format='dali' is invalid here: pretraining needs NVIDIA DALI"
     ):
         build_pretrain_data(cfg)
+
+
+def test_knn_reads_cifar_with_the_linear_preset(tmp_path, monkeypatch):
+    """Test images that are copies of training images are their own nearest neighbours: 1-NN is 100 %."""
+    from solo_directpred.compat import ensure_torchvision_importable
+    from solo_directpred.sololearn.entry import compose_config, run_knn
+
+    formats.write_cifar(tmp_path, "cifar10", test_from_train=True)
+    formats.register_md5s(monkeypatch, tmp_path)
+    ensure_torchvision_importable()
+    import torchvision
+
+    torch.manual_seed(0)
+    backbone = torchvision.models.resnet18()  # random weights, solo-learn's CIFAR stem
+    backbone.conv1 = torch.nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+    backbone.maxpool = torch.nn.Identity()
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items() if not k.startswith("fc.")}
+    torch.save({"state_dict": state}, tmp_path / "random.ckpt")
+    overrides = [f"data.train_path={tmp_path}", f"data.val_path={tmp_path}", "data.num_workers=0"]
+    cfg = compose_config("linear/cifar/directpred.yaml", [*overrides, "accelerator=cpu", "+knn.k=[1]"])
+    (result,) = run_knn(cfg, tmp_path / "random.ckpt")
+    assert (result.feature_type, result.k, result.distance) == ("backbone", 1, "cosine")
+    assert result.acc1 == 100.0

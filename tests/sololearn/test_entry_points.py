@@ -171,6 +171,39 @@ def test_knn_through_a_zoo_name_matches_the_run_directory(pretrained, knn_lines,
         run_knn(compose_config("directpred_knn.yaml"), "digits-directpred-test")
 
 
+@pytest.mark.parametrize(("distance", "k"), [("cosine", 20), ("euclidean", 20), ("cosine", 3)])
+def test_weighted_knn_matches_solo_learns_classifier(distance, k):
+    from solo.utils.knn import WeightedKNNClassifier
+
+    from solo_directpred.sololearn.entry import weighted_knn
+
+    g = torch.Generator().manual_seed(0)
+    centers = torch.randn(10, 16, generator=g)
+    train_y, test_y = torch.arange(200) % 10, torch.arange(100) % 10
+    train_x = centers[train_y] + 0.8 * torch.randn(200, 16, generator=g)
+    test_x = centers[test_y] + 0.8 * torch.randn(100, 16, generator=g)
+    reference = WeightedKNNClassifier(k=k, T=0.1, distance_fx=distance)
+    reference.update(train_features=train_x, train_targets=train_y, test_features=test_x, test_targets=test_y)
+    expected = reference.compute()
+    ours = weighted_knn(train_x, train_y, test_x, test_y, k=k, temperature=0.1, distance=distance)
+    assert ours == pytest.approx(expected, abs=1e-9)
+    assert 30.0 < ours[0] <= ours[1] <= 100.0
+
+
+def test_weighted_knn_with_classes_missing_from_the_test_split():
+    """Two test points of class 3 among 5 training classes: nearest neighbours vote by exp(s/T)."""
+    from solo_directpred.sololearn.entry import weighted_knn
+
+    train_x = torch.eye(5)
+    train_y = torch.tensor([0, 1, 2, 3, 4])
+    test_x = torch.tensor([[0.0, 0.0, 0.0, 1.0, 0.1], [0.0, 0.0, 1.0, 0.2, 0.0]])
+    test_y = torch.tensor([3, 3])
+    # k = 2: the first point's neighbours are classes 3 (s = 0.995) and 4 (s = 0.0995) -> class 3 wins;
+    # the second point's are 2 (s = 0.981) and 3 (s = 0.196) -> class 2 first, 3 second (top-2 hit)
+    acc1, acc5 = weighted_knn(train_x, train_y, test_x, test_y, k=2, temperature=0.07, distance="cosine")
+    assert (acc1, acc5) == (50.0, 100.0)
+
+
 @pytest.mark.parametrize(
     ("command", "message"),
     [
