@@ -272,6 +272,10 @@ class _LinearPredictorMixin:
         self.log_dict(metrics, on_epoch=True, sync_dist=True)
         return loss
 
+    def _step_output(self, loss: torch.Tensor, out: dict[str, Any]) -> dict[str, Any]:
+        """The loss, plus the detached projections of the large crops for callbacks (spectral monitor)."""
+        return {"loss": loss, "z": [z.detach() for z in out["z"][: self.num_large_crops]]}
+
     def _after_batch(self) -> None:
         if isinstance(self.predictor, LinearPredictor):
             self.predictor.symmetrize()  # after the optimizer step: W ← (W + Wᵀ)/2 when symmetric
@@ -328,10 +332,10 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
         out.update({"z": self.momentum_projector(out["feats"])})
         return out
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         loss = self._predictor_step(out, out["momentum_z"][: self.num_large_crops])
-        return loss + out["loss"]
+        return self._step_output(loss + out["loss"], out)
 
     def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
         super().on_train_batch_end(outputs, batch, batch_idx)
@@ -357,10 +361,10 @@ class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
     def learnable_params(self) -> list[dict]:
         return super().learnable_params + self._predictor_groups()
 
-    def training_step(self, batch: Sequence[Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)
         loss = self._predictor_step(out, [z.detach() for z in out["z"][: self.num_large_crops]])
-        return loss + out["loss"]
+        return self._step_output(loss + out["loss"], out)
 
     def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
         self._after_batch()

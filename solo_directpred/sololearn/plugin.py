@@ -15,9 +15,11 @@ Hydra imports that class before the task function runs, and the import registers
 * the OmegaConf resolver ``${sdp.dataset:NAME,SPLIT[,SIZE]}``, which prepares a built-in dataset on
   first use and returns its folder (``digits``: scikit-learn's handwritten digits).
 
-When the job starts, a ``data.eval_crop_size`` key (with ``data.eval_mean`` / ``data.eval_std``) makes the
-evaluation transforms of ``data.dataset: custom`` keep that resolution instead of upstream's
-resize-to-224 with ImageNet statistics (see :mod:`solo_directpred.sololearn.transforms`).
+When the job starts (:func:`configure_job`), ``spectral.enabled: true`` with ``method: byol`` or ``simsiam``
+switches the spectral monitor on for upstream's method, and a ``data.eval_crop_size`` key (with
+``data.eval_mean`` / ``data.eval_std``) makes the evaluation transforms of ``data.dataset: custom`` keep that
+resolution instead of upstream's resize-to-224 with ImageNet statistics (see
+:mod:`solo_directpred.sololearn.transforms`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def register() -> None:
         OmegaConf.register_new_resolver("sdp.dataset", _dataset_resolver)
 
 
+def configure_job(config: DictConfig) -> None:
+    """Per-run settings read from the config: small-image evaluation transforms, and the spectral monitor
+    for upstream ``byol``/``simsiam`` when ``spectral.enabled`` is true."""
+    from solo_directpred.sololearn.monitored import enable_for_upstream
+    from solo_directpred.sololearn.transforms import configure_eval_transforms
+
+    configure_eval_transforms(config)
+    enable_for_upstream(config)
+
+
 class PluginCallback(Callback):
     """Hydra callback declared by the plugin's YAMLs: registration on import, data settings on job start."""
 
@@ -59,9 +71,7 @@ class PluginCallback(Callback):
         register()
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from solo_directpred.sololearn.transforms import configure_eval_transforms
-
-        configure_eval_transforms(config)
+        configure_job(config)
 
 
 register()

@@ -74,7 +74,10 @@ def test_user_command_pretrains_logs_and_checkpoints(first_run):
     assert (
         val_acc and 0.0 <= val_acc[0] <= 100.0
     )  # online evaluation ran (at 16x16, see test_eval_transforms)
-    assert (first_run / "lightning_logs" / "version_0" / "spectral").is_dir()
+    from solo_directpred.spectral.records import read_records
+
+    records = read_records(first_run / "lightning_logs" / "version_0" / "spectral" / "spectra.jsonl")
+    assert [r["step"] for r in records] == [1, 2] and all(len(r["eig_Wp"]) == 64 for r in records)
 
 
 def test_resume_from_checkpoint_restores_statistics_and_counters(first_run, tmp_path):
