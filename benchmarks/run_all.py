@@ -3,8 +3,8 @@
 1. Step time and peak memory against upstream BYOL/SimSiam (:mod:`step_time`), alone on the machine.
 2. The small-scale accuracy grid (:mod:`accuracy`) on worker processes.
 
-    python benchmarks/run_all.py --out benchmarks/results/            # full run (about 40 min on 2 CPU cores)
-    python benchmarks/run_all.py --out /tmp/bench --quick             # smoke run (a few minutes)
+    python benchmarks/run_all.py --out benchmarks/results/   # full run (23 min on 2 shared CPU cores)
+    python benchmarks/run_all.py --out /tmp/bench --quick    # smoke run (a few minutes)
 
 The report states the machine, the load average before and after, and the measured wall time.
 """
