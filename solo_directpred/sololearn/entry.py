@@ -81,11 +81,12 @@ def compose_config(
 
 
 def _start(cfg: DictConfig) -> None:
-    """What the Hydra callback does for upstream's scripts: registration, small-image transforms."""
-    from solo_directpred.sololearn.transforms import configure_eval_transforms
+    """What the Hydra callback does for upstream's scripts: registration, small-image transforms, and the
+    spectral monitor for upstream byol/simsiam when ``spectral.enabled`` is true."""
+    from solo_directpred.sololearn.plugin import configure_job
 
     prepare_solo()
-    configure_eval_transforms(cfg)
+    configure_job(cfg)
 
 
 def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
