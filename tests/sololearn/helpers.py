@@ -47,6 +47,25 @@ def random_loader(n: int = 32, batch_size: int = 8) -> DataLoader:
     return DataLoader(RandomViews(n), batch_size=batch_size, shuffle=False, drop_last=True)
 
 
+def fit_tiny(model, steps: int = 3, default_root_dir: str | os.PathLike | None = None):
+    """Train ``model`` for ``steps`` steps on random views with a bare CPU Lightning Trainer."""
+    import lightning.pytorch as pl
+
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        limit_train_batches=steps,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=default_root_dir,
+    )
+    trainer.fit(model, train_dataloaders=random_loader(n=8 * steps))
+    return trainer
+
+
 def solo_learn_scripts() -> Path | None:
     """A solo-learn checkout holding upstream's main_pretrain.py (``$SOLO_LEARN_DIR``), or None."""
     value = os.environ.get(SOLO_LEARN_DIR_ENV, "").strip()

@@ -20,25 +20,6 @@ GRID = [
 ]
 
 
-def _fit(model, steps: int = 3):
-    import lightning.pytorch as pl
-
-    from tests.sololearn.helpers import random_loader
-
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    trainer.fit(model, train_dataloaders=random_loader(n=8 * steps))
-    return trainer
-
-
 @pytest.mark.parametrize(
     ("method", "kind", "extra"), GRID, ids=lambda v: v if isinstance(v, str) else "-".join(v)
 )
@@ -46,7 +27,7 @@ def test_grid_cell_trains(method, kind, extra):
     from solo.methods import METHODS
 
     from solo_directpred.core import AnalyticPredictor, LinearPredictor
-    from tests.sololearn.helpers import compose_pretrain_cfg
+    from tests.sololearn.helpers import compose_pretrain_cfg, fit_tiny
 
     cfg = compose_pretrain_cfg([f"method={method}", "spectral.enabled=false", *extra])
     model = METHODS[method](cfg)
@@ -54,7 +35,7 @@ def test_grid_cell_trains(method, kind, extra):
     assert hasattr(model, "momentum_backbone") == (not method.endswith("_noema"))
     assert cfg.method_kwargs.predictor == kind
     groups = {g["name"]: g for g in model.learnable_params}
-    trainer = _fit(model, steps=3)
+    trainer = fit_tiny(model, steps=3)
     assert trainer.global_step == 3
     predictor = model.predictor
     if kind == "linear":

@@ -19,23 +19,10 @@ def restore_methods():
 
 
 def _fit_and_read(model, tmp_path, steps=3):
-    import lightning.pytorch as pl
-
     from solo_directpred.spectral.records import read_records
-    from tests.sololearn.helpers import random_loader
+    from tests.sololearn.helpers import fit_tiny
 
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        limit_train_batches=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, train_dataloaders=random_loader(n=8 * steps))
+    fit_tiny(model, steps=steps, default_root_dir=tmp_path)
     (jsonl,) = tmp_path.rglob("spectra.jsonl")
     return read_records(jsonl)
 
