@@ -9,7 +9,13 @@ The package has two layers:
   loaded on demand.
 """
 
-from solo_directpred.core import (
+from solo_directpred.compat import ensure_torchvision_importable
+
+# Before anything imports torchvision (Lightning, torchmetrics, solo-learn): a CUDA torchvision wheel under a
+# CPU-only torch cannot be imported otherwise (see solo_directpred.compat). A no-op in a consistent install.
+ensure_torchvision_importable()
+
+from solo_directpred.core import (  # noqa: E402
     AnalyticPredictor,
     LinearPredictor,
     RunningCorrelation,

@@ -8,6 +8,8 @@ import os
 import pytest
 import torch
 
+import solo_directpred  # noqa: F401  - applies the torchvision import fix before Lightning is imported
+
 # One intra-op thread per test process: the suite runs several processes at once (DDP tests, subprocesses),
 # and OpenMP spin-waiting on oversubscribed cores makes small convolutions ten times slower.
 torch.set_num_threads(1)
