@@ -21,6 +21,9 @@ import argparse
 import functools
 import time
 
+# isort: off
+import solo_directpred  # noqa: F401  - first: fixes the torchvision import Lightning triggers
+# isort: on
 import lightning.pytorch as pl
 import torch
 from torch import nn

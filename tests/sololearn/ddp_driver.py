@@ -7,6 +7,9 @@ Lightning relaunches this script for rank 1, so it must run as a file, not throu
 import sys
 from pathlib import Path
 
+# isort: off
+import solo_directpred  # noqa: F401  - first: fixes the torchvision import Lightning triggers
+# isort: on
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.strategies import DDPStrategy
