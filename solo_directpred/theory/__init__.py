@@ -6,6 +6,8 @@
   (Eqns. 11-17) and their closed forms.
 * :mod:`~solo_directpred.theory.reduced`: the matrix dynamics of ``F`` and ``W_p`` (Theorem 3, Figs. 8-9).
 * :mod:`~solo_directpred.theory.scalar`: the scalar BYOL system of App. D (Fig. 10).
+* :mod:`~solo_directpred.theory.nonlinear`: a small nonlinear BYOL (cosine loss, BN+ReLU projector,
+  SGD with momentum) in which Table 3's collapse of a symmetric ``W_p`` without EMA appears.
 * :mod:`~solo_directpred.theory.checks` and :mod:`~solo_directpred.theory.figures`: the numerical checks
   and the figures behind ``solo-directpred theory check`` / ``theory figures``.
 

@@ -21,9 +21,9 @@ seconds on a CPU. The collapse statistic is the effective rank (RankMe: ``exp`` 
 normalised singular values) of the centred online outputs on fresh samples.
 
 Example:
-    >>> runs = SmallBYOL(hidden=8, n_in=4, n_out=4).train([(True, False, 0)], steps=5)
-    >>> runs.rank.shape
-    (1,)
+    >>> runs = SmallBYOL(hidden=8, n_in=4, n_out=4).train([(True, False, 0), (False, False, 0)], steps=5)
+    >>> runs.rank.shape, runs.final_rank(True, False).shape
+    ((1, 2), (1,))
 """
 
 from __future__ import annotations
