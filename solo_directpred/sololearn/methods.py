@@ -180,6 +180,14 @@ def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     return cfg
 
 
+def spectral_callbacks(section: dict[str, Any]) -> list:
+    """``[SpectralMonitor]`` built from a ``spectral`` config section, or ``[]`` when it is disabled."""
+    from solo_directpred.spectral.callback import SpectralMonitor
+
+    monitor = SpectralMonitor.from_config(section)
+    return [] if monitor is None else [monitor]
+
+
 def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
     """The predictor module described by validated ``method_kwargs``."""
     dim = int(kw.proj_output_dim)
@@ -264,12 +272,16 @@ class _LinearPredictorMixin:
             self.predictor.update(*Z[: self.num_large_crops])
         with torch.no_grad():
             z_std = F.normalize(torch.stack(Z[: self.num_large_crops]), dim=-1).std(dim=1).mean()
-        metrics = {"train_neg_cos_sim": loss, "train_z_std": z_std}
+        self.log_dict({"train_neg_cos_sim": loss, "train_z_std": z_std}, on_epoch=True, sync_dist=True)
         if self.is_analytic:
-            metrics["predictor_skipped_batches"] = self.predictor.stats.num_skipped.float()
-            metrics["predictor_eigh_fallbacks"] = self.predictor.num_fallbacks.float()
-            metrics["predictor_collapsed_updates"] = self.predictor.num_collapsed.float()
-        self.log_dict(metrics, on_epoch=True, sync_dist=True)
+            # Running counts, identical on every rank (the statistics are all-reduced): logged per step,
+            # with no collective and no epoch mean.
+            counters = {
+                "predictor_skipped_batches": self.predictor.stats.num_skipped.float(),
+                "predictor_eigh_fallbacks": self.predictor.num_fallbacks.float(),
+                "predictor_collapsed_updates": self.predictor.num_collapsed.float(),
+            }
+            self.log_dict(counters, on_step=True, on_epoch=False, sync_dist=False)
         return loss
 
     def _step_output(self, loss: torch.Tensor, out: dict[str, Any]) -> dict[str, Any]:
@@ -285,12 +297,7 @@ class _LinearPredictorMixin:
         return self.predictor.weight.detach()
 
     def configure_callbacks(self) -> list:
-        if not self.spectral_cfg.get("enabled", False):
-            return []
-        from solo_directpred.spectral.callback import SpectralMonitor
-
-        monitor = SpectralMonitor.from_config(self.spectral_cfg)
-        return [] if monitor is None else [monitor]
+        return spectral_callbacks(self.spectral_cfg)
 
 
 class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):

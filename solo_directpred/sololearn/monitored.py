@@ -45,10 +45,9 @@ def monitored(method_cls: type) -> type:
                 self._captured = None
 
         def configure_callbacks(self) -> list:
-            from solo_directpred.spectral.callback import SpectralMonitor
+            from solo_directpred.sololearn.methods import spectral_callbacks
 
-            monitor = SpectralMonitor.from_config(self.spectral_cfg)
-            return [] if monitor is None else [monitor]
+            return spectral_callbacks(self.spectral_cfg)
 
     Monitored.__name__ = Monitored.__qualname__ = f"Monitored{method_cls.__name__}"
     _CACHE[method_cls] = Monitored
