@@ -1,6 +1,8 @@
 """``solo-directpred doctor``: check a solo-learn install for the known traps; fix the torchvision one.
 
 The checks run in fresh subprocesses, so a module that fails to import here leaves this process clean.
+``--fix`` applies the fixes this environment needs and nothing else (today: the torchvision one, only where
+torchvision's compiled extension does not load), so it is safe as the last step of any set-up.
 ``--fix-torchvision`` writes a one-line ``.pth`` file into site-packages: at interpreter start it installs an
 import hook that, the first time ``torchvision`` is imported and only if its C++ extension cannot load (a CUDA
 torchvision wheel under a CPU-only torch), declares the two operator schemas torchvision's meta registrations
@@ -40,7 +42,7 @@ CHECKS: list[tuple[str, str, str]] = [
     (
         "torchvision",
         "import torchvision; print(torchvision.__version__)",
-        "a CUDA torchvision under a CPU-only torch: run `solo-directpred doctor --fix-torchvision`",
+        "a CUDA torchvision under a CPU-only torch: run `solo-directpred doctor --fix`",
     ),
     (
         "setuptools<81 (pkg_resources)",
@@ -105,10 +107,26 @@ def fix_torchvision(undo: bool = False, site_packages: Path | None = None) -> Pa
     return target
 
 
+def torchvision_needs_fix() -> bool:
+    """Whether torchvision is installed and its compiled extension fails to load (checked in a subprocess)."""
+    code = (
+        "import importlib.util, sys; from solo_directpred.compat import torchvision_extension_loads; "
+        "absent = importlib.util.find_spec('torchvision') is None; "
+        "sys.exit(0 if absent or torchvision_extension_loads() else 3)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    return proc.returncode == 3
+
+
 def _main(args: argparse.Namespace) -> int:
     if args.fix_torchvision or args.undo:
         path = fix_torchvision(undo=args.undo)
         print(f"{'removed' if args.undo else 'wrote'} {path}")
+    elif args.fix:
+        if torchvision_needs_fix():
+            print(f"torchvision: its extension does not load under this torch; wrote {fix_torchvision()}")
+        else:
+            print("torchvision: nothing to fix")
     failures = 0
     for name, ok, detail in run_checks():
         failures += not ok
@@ -123,6 +141,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--fix-torchvision", action="store_true", help="install the torchvision start-up fix")
+    parser.add_argument(
+        "--fix", action="store_true", help="apply the fixes this environment needs (none where all is well)"
+    )
+    parser.add_argument(
+        "--fix-torchvision", action="store_true", help="install the torchvision start-up fix unconditionally"
+    )
     parser.add_argument("--undo", action="store_true", help="remove the torchvision start-up fix")
     parser.set_defaults(func=_main)

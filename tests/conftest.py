@@ -21,6 +21,32 @@ requires_solo = pytest.mark.skipif(
     reason="solo-learn is not importable (install the 'solo' extra from its Git repository to run this)",
 )
 
+#: With this variable set to 1 (CI does), a test skipped for want of solo-learn or of a solo-learn checkout
+#: fails the run instead of passing silently.
+REQUIRE_SOLO_ENV = "SOLO_DIRECTPRED_REQUIRE_SOLO"
+_SOLO_SKIP_WORDS = ("solo-learn", "SOLO_LEARN_DIR")
+_solo_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and any(word in str(report.longrepr) for word in _SOLO_SKIP_WORDS):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _solo_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get(REQUIRE_SOLO_ENV) == "1" and _solo_skips:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if os.environ.get(REQUIRE_SOLO_ENV) == "1" and _solo_skips:
+        terminalreporter.write_line(
+            f"{REQUIRE_SOLO_ENV}=1 and {len(_solo_skips)} test(s) skipped for want of solo-learn:", red=True
+        )
+        for line in _solo_skips[:20]:
+            terminalreporter.write_line(f"  {line}", red=True)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,9 +70,37 @@ def fit_tiny(model, steps: int = 3, default_root_dir: str | os.PathLike | None =
     return trainer
 
 
+def pinned_solo_learn() -> tuple[str, str]:
+    """(Git URL, commit) of solo-learn as the ``solo`` extra in pyproject.toml pins it."""
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
+    url, commit = re.search(r'"solo-learn @ git\+(\S+)@([0-9a-f]{40})"', pyproject).groups()
+    return url, commit
+
+
+@functools.cache
 def solo_learn_scripts() -> Path | None:
-    """A solo-learn checkout holding upstream's main_pretrain.py (``$SOLO_LEARN_DIR``), or None."""
+    """A solo-learn checkout holding upstream's ``main_*.py``, or None when none can be had.
+
+    ``$SOLO_LEARN_DIR`` when set; otherwise a checkout of the commit the ``solo`` extra pins, cloned once
+    from the extra's Git URL into ``$XDG_CACHE_HOME/solo-directpred/`` (git's ``url.<base>.insteadOf``
+    settings apply, so a machine without GitHub can point the URL at a local mirror or bundle).
+    """
     value = os.environ.get(SOLO_LEARN_DIR_ENV, "").strip()
-    if value and (Path(value) / "main_pretrain.py").is_file():
-        return Path(value)
-    return None
+    if value:
+        return Path(value) if (Path(value) / "main_pretrain.py").is_file() else None
+    url, commit = pinned_solo_learn()
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "solo-directpred"
+    target = cache / f"solo-learn-{commit[:12]}"
+    if (target / "main_pretrain.py").is_file():
+        return target
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        clone = ["clone", "--quiet", url, str(partial)]
+        for command in (clone, ["-C", str(partial), "checkout", "--quiet", commit]):
+            subprocess.run(["git", *command], check=True, capture_output=True)
+        partial.replace(target)
+    except (OSError, subprocess.CalledProcessError):
+        shutil.rmtree(partial, ignore_errors=True)
+        return target if (target / "main_pretrain.py").is_file() else None  # another process won the race
+    return target

@@ -271,7 +271,7 @@ def _upstream(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.Comp
 def solo_learn_dir() -> Path:
     path = solo_learn_scripts()
     if path is None:
-        pytest.skip("SOLO_LEARN_DIR is unset or holds no main_pretrain.py (a solo-learn checkout)")
+        pytest.skip("no solo-learn checkout with main_pretrain.py (SOLO_LEARN_DIR unset, the clone failed)")
     return path
 
 

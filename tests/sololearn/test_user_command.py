@@ -21,7 +21,8 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         solo_learn_scripts() is None,
-        reason=f"upstream's main_pretrain.py not found: set {SOLO_LEARN_DIR_ENV} to a solo-learn checkout",
+        reason=f"no solo-learn checkout with upstream's main_pretrain.py: set {SOLO_LEARN_DIR_ENV} or let "
+        "the tests clone the pinned commit (needs git and the extra's Git URL)",
     ),
 ]
 
