@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from solo_directpred.compat import ensure_torchvision_importable
+
+    # before any subcommand imports torchvision (Lightning, torchmetrics, solo-learn)
+    ensure_torchvision_importable()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is None:

@@ -47,10 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=["backbone", "checkpoint", "metadata", "all"],
         help="which file of the entry (default: backbone weights)",
     )
-    p.add_argument("--force", action="store_true", help="delete the cached copy and download again")
-    p.add_argument("--retries", type=int, default=4, help="retries per source after transient errors")
-    p.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="download again even when a valid copy is cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (https:// and file:// sources)")
     p.set_defaults(func=_download)
 
     p = actions.add_parser(
@@ -136,12 +134,12 @@ def _linear_top1(entry: Any) -> str:
 
 @_guard
 def _list(args: argparse.Namespace) -> int:
-    from solo_directpred.zoo.cache import entry_path
-    from solo_directpred.zoo.manifest import entry_to_json, load_manifest, manifest_paths
+    from solo_directpred.zoo.hub import entry_path
+    from solo_directpred.zoo.manifest import load_manifest, manifest_paths
 
     manifest = load_manifest()
     if args.json:
-        print(json.dumps([entry_to_json(e) for _, e in sorted(manifest.items())], indent=2))
+        print(json.dumps([e.to_json() for _, e in sorted(manifest.items())], indent=2))
         return 0
     if not manifest:
         print("no checkpoints in " + ", ".join(str(p) for p in manifest_paths()))
@@ -171,13 +169,13 @@ def _list(args: argparse.Namespace) -> int:
 @_guard
 def _info(args: argparse.Namespace) -> int:
     from solo_directpred.zoo.hub import verify_cache
-    from solo_directpred.zoo.manifest import entry_to_json, get_entry, load_manifest
+    from solo_directpred.zoo.manifest import get_entry, load_manifest
 
     manifest = load_manifest()
     entry = get_entry(args.name, manifest)
     status = verify_cache([args.name], manifest)
     if args.json:
-        doc = entry_to_json(entry)
+        doc = entry.to_json()
         doc["cache"] = {s.role: {"path": str(s.path), "status": s.status} for s in status}
         print(json.dumps(doc, indent=2))
         return 0
@@ -189,7 +187,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  epochs      {entry.epochs}")
     print(f"  licence     {entry.license}")
     versions = entry.versions
-    print(f"  versions    solo-learn {versions['solo_learn']}, solo-directpred {versions['solo_directpred']}")
+    print(f"  versions    solo-learn {versions.solo_learn}, solo-directpred {versions.solo_directpred}")
     print(f"  manifest    {entry.source}")
     for result in entry.results:
         where = " / ".join(x for x in (result.dataset, result.split) if x)
@@ -218,8 +216,6 @@ def _download(args: argparse.Namespace) -> int:
             role,
             manifest=manifest,
             force=args.force,
-            retries=args.retries,
-            timeout=args.timeout,
             progress=not args.quiet,
         )
         print(path)
@@ -304,5 +300,5 @@ def _export(args: argparse.Namespace) -> int:
         print(f"entry {args.name!r} written to {args.add_to}", file=sys.stderr)
     else:
         print("manifest entry to add to the 'checkpoints' list:", file=sys.stderr)
-    print(json.dumps(result.entry, indent=2))
+    print(json.dumps(result.entry.to_json(), indent=2))
     return 0
