@@ -11,6 +11,8 @@ pip installs solo-learn's package but not its ``main_pretrain.py`` / ``main_line
   (``data.eval_crop_size``) are installed before anything is built;
 * linear and kNN evaluation take a checkpoint file, a run directory, a zoo name or a URL, rebuild the
   backbone the checkpoint was trained with (ResNet stem read from the weights) and load it strictly;
+  they evaluate on the data the run was pretrained on (dataset, paths, format, resolution, statistics
+  from its ``args.json``; :func:`use_run_data`) unless ``data.*`` keys are set explicitly, and say so;
 * kNN runs on CPU or GPU (``accelerator``) with the dataset's evaluation transforms.
 
 Example::
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,11 @@ KNN_DEFAULTS: dict[str, Any] = {
 KNN_DISTANCES = ("cosine", "euclidean")
 KNN_FEATURES = ("backbone", "projector")
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors")
+#: ``data`` keys an evaluation takes from the ``args.json`` of the run it evaluates (:func:`use_run_data`).
+RUN_DATA_KEYS = ("dataset", "train_path", "val_path", "format", "num_classes")
+#: Resolution and statistics of ``data.dataset: custom``; they belong to a dataset, so a run without them
+#: is evaluated without them (solo-learn's transforms of its dataset).
+RUN_TRANSFORM_KEYS = ("eval_crop_size", "eval_mean", "eval_std")
 
 
 def prepare_solo() -> None:
@@ -386,6 +393,62 @@ def _source(cfg: DictConfig, source: str | os.PathLike | None) -> Path:
     return path
 
 
+def overridden_data_keys(overrides: Sequence[str]) -> set[str]:
+    """The ``data`` keys a Hydra override list sets: ``data.KEY=...``, ``+data.KEY=...``, ``~data.KEY``."""
+    keys = (item.split("=", 1)[0].lstrip("+~") for item in overrides)
+    return {key.split(".")[1] for key in keys if key.startswith("data.") and len(key) > 5}
+
+
+def use_run_data(cfg: DictConfig, path: Path, overridden: Collection[str] = ()) -> str:
+    """Make ``cfg.data`` the data the run of checkpoint ``path`` was pretrained on; returns their origin.
+
+    The run's ``args.json`` (beside the checkpoint) gives :data:`RUN_DATA_KEYS` and, for ``custom``
+    data, :data:`RUN_TRANSFORM_KEYS` (a key the run lacks is dropped from ``cfg``). Keys in
+    ``overridden`` keep the config's value; an overridden ``dataset`` keeps the config's data whole,
+    as does a checkpoint without ``args.json`` (exported zoo weights).
+    """
+    from solo_directpred.zoo.checkpoint import read_run_args
+
+    run_data = (read_run_args(path) or {}).get("data")
+    if not isinstance(run_data, dict) or "dataset" not in run_data:
+        return f"the config ({path.name} has no args.json beside it)"
+    if "dataset" in overridden:
+        return "the config (data.dataset set explicitly)"
+    for key in RUN_DATA_KEYS + RUN_TRANSFORM_KEYS:
+        if key in overridden:
+            continue
+        if key in run_data:
+            cfg.data[key] = run_data[key]
+        elif key in RUN_TRANSFORM_KEYS:
+            cfg.data.pop(key, None)
+    kept = sorted(set(overridden) & set(RUN_DATA_KEYS + RUN_TRANSFORM_KEYS))
+    suffix = f" (data.{', data.'.join(kept)} from the command line)" if kept else ""
+    return f"{path.parent / 'args.json'}{suffix}"
+
+
+def describe_eval_data(cfg: DictConfig, origin: str) -> str:
+    """One line: dataset, paths, format, the resolution and statistics of its evaluation transform."""
+    from solo.data.classification_dataloader import prepare_transforms
+
+    steps = getattr(prepare_transforms(cfg.data.dataset)[1], "transforms", [])
+    sizes = [step.size for step in steps if type(step).__name__ in ("CenterCrop", "Resize")]
+    if not sizes:
+        resolution = "native size"
+    elif isinstance(sizes[-1], int):
+        resolution = f"shorter side {sizes[-1]} px"
+    else:
+        resolution = "x".join(map(str, sizes[-1]))
+    stats = [step for step in steps if type(step).__name__ == "Normalize"]
+    normalise = "no normalisation"
+    if stats:
+        mean, std = (", ".join(f"{x:.4g}" for x in values) for values in (stats[-1].mean, stats[-1].std))
+        normalise = f"mean ({mean}) std ({std})"
+    return (
+        f"evaluating on {cfg.data.dataset} (train {cfg.data.train_path}, val {cfg.data.val_path}, "
+        f"format {cfg.data.format}, {resolution}, {normalise}); data settings from {origin}"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # linear evaluation
 
@@ -441,11 +504,14 @@ def _linear_loss(cfg: DictConfig) -> tuple[nn.Module, Any]:
     return nn.CrossEntropyLoss(), None
 
 
-def run_linear(cfg: DictConfig, source: str | os.PathLike | None = None) -> LinearResult:
+def run_linear(
+    cfg: DictConfig, source: str | os.PathLike | None = None, overridden: Collection[str] = ()
+) -> LinearResult:
     """Train a linear classifier on the frozen backbone of ``source`` (or ``pretrained_feature_extractor``).
 
     Same protocol as upstream's ``main_linear.py`` (solo-learn's ``LinearModel`` and data pipeline); the
-    backbone is rebuilt as it was pretrained and loaded strictly. Accuracies are in percent.
+    backbone is rebuilt as it was pretrained and loaded strictly. The data are the run's
+    (:func:`use_run_data`; ``overridden``: the ``data`` keys the caller set). Accuracies are in percent.
     """
     from lightning.pytorch import Trainer, seed_everything
     from solo.args.linear import parse_cfg
@@ -454,8 +520,10 @@ def run_linear(cfg: DictConfig, source: str | os.PathLike | None = None) -> Line
     from solo.utils.checkpointer import Checkpointer
     from solo.utils.misc import make_contiguous
 
-    _start(cfg)
     path = _source(cfg, source)
+    origin = use_run_data(cfg, path, overridden)
+    _start(cfg)
+    print(f"linear: {describe_eval_data(cfg, origin)}")
     cfg = parse_cfg(cfg)
     backbone = load_pretrained_backbone(path, cfg.backbone.name)
     cfg.backbone.kwargs = backbone.kwargs
@@ -660,18 +728,23 @@ def weighted_knn(
     return 100.0 * hits1 / len(test_labels), 100.0 * hits5 / len(test_labels)
 
 
-def run_knn(cfg: DictConfig, source: str | os.PathLike | None = None) -> list[KnnResult]:
+def run_knn(
+    cfg: DictConfig, source: str | os.PathLike | None = None, overridden: Collection[str] = ()
+) -> list[KnnResult]:
     """Weighted kNN accuracy of the frozen features of ``source`` (or ``pretrained_feature_extractor``).
 
     For every combination of ``knn.feature_type``, ``knn.k``, ``knn.distance_function`` and (cosine only)
     ``knn.temperature``, :func:`weighted_knn` votes with the training split's features;
-    both splits go through the dataset's evaluation transform, as upstream's ``main_knn.py``.
+    both splits go through the dataset's evaluation transform, as upstream's ``main_knn.py``. The data
+    are the run's (:func:`use_run_data`; ``overridden``: the ``data`` keys the caller set).
     """
     from solo.data import classification_dataloader as classification
 
-    _start(cfg)  # first: it may install the small-image transforms into solo-learn's data module
     cfg = knn_settings(cfg)
     path = _source(cfg, source)
+    origin = use_run_data(cfg, path, overridden)
+    _start(cfg)  # before prepare_transforms: it may install the small-image transforms
+    print(f"knn: {describe_eval_data(cfg, origin)}")
     device = eval_device(cfg)
     model, full_method = _feature_model(cfg, path)
     _, transform = classification.prepare_transforms(cfg.data.dataset)
