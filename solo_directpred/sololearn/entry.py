@@ -128,9 +128,40 @@ def _dali(what: str) -> Any:
     return dali
 
 
+def _dali_module(cfg: DictConfig, module_class: Any, val_loader: Any, **kwargs: Any) -> Any:
+    """The solo-learn DALI data module ``module_class(**kwargs)`` of ``cfg``, validating on ``val_loader``."""
+    data = cfg.data
+    created = module_class(
+        dataset=data.dataset,
+        train_data_path=data.train_path,
+        num_workers=data.num_workers,
+        batch_size=cfg.optimizer.batch_size,
+        data_fraction=data.fraction,
+        dali_device=cfg.dali.device,
+        **kwargs,
+    )
+    created.val_dataloader = lambda: val_loader
+    return created
+
+
 def _fit_format(cfg: DictConfig) -> str:
     """The format of the torchvision-read data: DALI runs read their validation folder with torchvision."""
     return "image_folder" if cfg.data.format == "dali" else cfg.data.format
+
+
+def _classification_loaders(cfg: DictConfig, **kwargs: Any) -> tuple[Any, Any]:
+    """solo-learn's ``(train, val)`` classification loaders of ``cfg.data`` (``kwargs``: auto_augment)."""
+    from solo.data.classification_dataloader import prepare_data
+
+    return prepare_data(
+        cfg.data.dataset,
+        train_data_path=cfg.data.train_path,
+        val_data_path=cfg.data.val_path,
+        data_format=_fit_format(cfg),
+        batch_size=cfg.optimizer.batch_size,
+        num_workers=cfg.data.num_workers,
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,7 +174,6 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     ``train`` yields solo-learn's batches ``(indices, [view_1, ..., view_n], labels)``; ``val`` is the
     classification loader of ``data.val_path`` (None without one, as upstream).
     """
-    from solo.data.classification_dataloader import prepare_data as prepare_classification
     from solo.data.pretrain_dataloader import (
         FullTransformPipeline,
         NCropAugmentation,
@@ -157,14 +187,7 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     )
     val_loader = None
     if not no_val:
-        _, val_loader = prepare_classification(
-            cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            val_data_path=cfg.data.val_path,
-            data_format=_fit_format(cfg),
-            batch_size=cfg.optimizer.batch_size,
-            num_workers=cfg.data.num_workers,
-        )
+        _, val_loader = _classification_loaders(cfg)
     if cfg.data.format == "dali":
         dali = _dali("pretraining")
         transform = FullTransformPipeline(
@@ -176,20 +199,16 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
                 for aug in cfg.augmentations
             ]
         )
-        module = dali.PretrainDALIDataModule(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
+        module = _dali_module(
+            cfg,
+            dali.PretrainDALIDataModule,
+            val_loader,
             transforms=transform,
             num_large_crops=cfg.data.num_large_crops,
             num_small_crops=cfg.data.num_small_crops,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
             no_labels=cfg.data.no_labels,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
             encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
         )
-        module.val_dataloader = lambda: val_loader
         return module, None
     transform = FullTransformPipeline(
         [
@@ -515,7 +534,6 @@ def run_linear(
     """
     from lightning.pytorch import Trainer, seed_everything
     from solo.args.linear import parse_cfg
-    from solo.data.classification_dataloader import prepare_data
     from solo.methods.linear import LinearModel
     from solo.utils.checkpointer import Checkpointer
     from solo.utils.misc import make_contiguous
@@ -534,15 +552,7 @@ def run_linear(
     if not cfg.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
 
-    train_loader, val_loader = prepare_data(
-        cfg.data.dataset,
-        train_data_path=cfg.data.train_path,
-        val_data_path=cfg.data.val_path,
-        data_format=_fit_format(cfg),
-        batch_size=cfg.optimizer.batch_size,
-        num_workers=cfg.data.num_workers,
-        auto_augment=cfg.auto_augment,
-    )
+    train_loader, val_loader = _classification_loaders(cfg, auto_augment=cfg.auto_augment)
     history = _history_callback()
     callbacks: list = [history]
     if cfg.checkpoint.enabled:
@@ -561,16 +571,9 @@ def run_linear(
                 "auto_augment=True is invalid with data.format='dali': DALI has no auto augment"
             )
         dali = _dali("linear evaluation")
-        module = dali.ClassificationDALIDataModule(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            val_data_path=cfg.data.val_path,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
+        module = _dali_module(
+            cfg, dali.ClassificationDALIDataModule, val_loader, val_data_path=cfg.data.val_path
         )
-        module.val_dataloader = lambda: val_loader
         trainer.fit(model, datamodule=module, ckpt_path=cfg.resume_from_checkpoint)
     else:
         trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)

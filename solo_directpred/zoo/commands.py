@@ -18,15 +18,17 @@ import sys
 from typing import Any
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``zoo`` subcommand and its actions."""
-    parser = subparsers.add_parser(
+    from solo_directpred.cli import add_command_group
+
+    actions = add_command_group(
+        subparsers,
         "zoo",
         help="pretrained checkpoints: list, info, download, verify, export",
         description="The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
+        dest="zoo_command",
     )
-    parser.set_defaults(func=lambda args: _usage(parser))
-    actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION")
 
     p = actions.add_parser("list", help="list the checkpoints of the manifest(s)")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
@@ -94,12 +96,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-checkpoint", action="store_true", help="do not copy the full checkpoint")
     p.add_argument("--add-to", metavar="MANIFEST", help="insert the entry into this manifest file")
     p.set_defaults(func=_export)
-    return parser
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _guard(action):
