@@ -7,15 +7,13 @@ The package has two layers:
 * a thin solo-learn layer (``solo_directpred.sololearn``): methods registered into
   ``solo.methods.METHODS``, Hydra glue and entry points. It imports solo-learn and is only
   loaded on demand.
+
+Importing the package defines things and does nothing else: the torchvision work-around of
+:mod:`solo_directpred.compat` runs at the entry points (the ``solo-directpred`` command, the Hydra
+callback, :mod:`solo_directpred.sololearn.upstream`).
 """
 
-from solo_directpred.compat import ensure_torchvision_importable
-
-# Before anything imports torchvision (Lightning, torchmetrics, solo-learn): a CUDA torchvision wheel under a
-# CPU-only torch cannot be imported otherwise (see solo_directpred.compat). A no-op in a consistent install.
-ensure_torchvision_importable()
-
-from solo_directpred.core import (  # noqa: E402
+from solo_directpred.core import (
     AnalyticPredictor,
     LinearPredictor,
     RunningCorrelation,

@@ -23,6 +23,20 @@ COMMAND_MODULES: list[str] = [
 ]
 
 
+def add_command_group(
+    subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str, dest: str
+) -> argparse._SubParsersAction:
+    """Add command ``name`` with actions of its own; returns their sub-parsers (``name`` alone: help)."""
+    parser = subparsers.add_parser(name, help=help, description=description)
+
+    def usage(_: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+
+    parser.set_defaults(func=usage)
+    return parser.add_subparsers(dest=dest, metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from solo_directpred import __version__
 
@@ -45,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from solo_directpred.compat import ensure_torchvision_importable
+
+    # before any subcommand imports torchvision (Lightning, torchmetrics, solo-learn)
+    ensure_torchvision_importable()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "func", None) is None:

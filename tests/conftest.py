@@ -8,7 +8,10 @@ import os
 import pytest
 import torch
 
-import solo_directpred  # noqa: F401  - applies the torchvision import fix before Lightning is imported
+from solo_directpred.compat import ensure_torchvision_importable
+
+# before any test module imports Lightning, torchmetrics or solo-learn (they import torchvision)
+ensure_torchvision_importable()
 
 # One intra-op thread per test process: the suite runs several processes at once (DDP tests, subprocesses),
 # and OpenMP spin-waiting on oversubscribed cores makes small convolutions ten times slower.

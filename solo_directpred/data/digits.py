@@ -32,7 +32,7 @@ _MARKER = "dataset.json"
 
 def datasets_root() -> Path:
     """Folder holding the prepared datasets (under the plugin's cache)."""
-    from solo_directpred.zoo.cache import cache_dir
+    from solo_directpred.paths import cache_dir
 
     return cache_dir() / "datasets"
 

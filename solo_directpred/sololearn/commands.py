@@ -8,6 +8,8 @@ Usage::
     solo-directpred knn trained_models/directpred/RUN knn.k=[10,20]
 
 Every command takes upstream's Hydra overrides after its arguments and prints its final accuracies.
+``linear`` and ``knn`` evaluate on the data the run was pretrained on (its ``args.json``) unless ``data.*``
+keys are given, and print one line saying what they evaluate on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 #: Config each command composes when ``--config-name`` is not given (in ``solo_directpred/configs``).
 DEFAULT_CONFIGS = {
@@ -119,15 +122,25 @@ def pretrain_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def linear_command(args: argparse.Namespace) -> int:
-    """Compose, train the linear probe, print final and best top-1 / top-5 accuracy."""
-    from solo_directpred.sololearn.entry import compose_config, run_linear
+def _evaluate(args: argparse.Namespace, run: Any) -> tuple[Any, int]:
+    """Compose, then ``run(cfg, SOURCE, overridden data keys)``: (result, 0), or (None, 2) on a user error."""
+    from solo_directpred.sololearn.entry import compose_config, overridden_data_keys
 
     source, overrides = _split_source(args)
     try:
-        result = run_linear(compose_config(args.config_name, overrides, args.config_path), source)
+        cfg = compose_config(args.config_name, overrides, args.config_path)
+        return run(cfg, source, overridden_data_keys(overrides)), 0
     except _user_errors() as err:
-        return _fail(err)
+        return None, _fail(err)
+
+
+def linear_command(args: argparse.Namespace) -> int:
+    """Compose, train the linear probe, print what it evaluates on and the final and best accuracies."""
+    from solo_directpred.sololearn.entry import run_linear
+
+    result, code = _evaluate(args, run_linear)
+    if code:
+        return code
     print(f"linear: checkpoint {result.checkpoint}")
     print(
         f"linear: val_acc1={result.acc1:.2f} val_acc5={result.acc5:.2f} after {result.epochs} epoch(s); "
@@ -137,14 +150,12 @@ def linear_command(args: argparse.Namespace) -> int:
 
 
 def knn_command(args: argparse.Namespace) -> int:
-    """Compose, extract features, print one line of kNN accuracies per setting."""
-    from solo_directpred.sololearn.entry import compose_config, run_knn
+    """Compose, extract features, print what it evaluates on and one line of accuracies per setting."""
+    from solo_directpred.sololearn.entry import run_knn
 
-    source, overrides = _split_source(args)
-    try:
-        results = run_knn(compose_config(args.config_name, overrides, args.config_path), source)
-    except _user_errors() as err:
-        return _fail(err)
+    results, code = _evaluate(args, run_knn)
+    if code:
+        return code
     for r in results:
         temperature = "-" if r.temperature is None else f"{r.temperature:g}"
         print(

@@ -11,6 +11,8 @@ pip installs solo-learn's package but not its ``main_pretrain.py`` / ``main_line
   (``data.eval_crop_size``) are installed before anything is built;
 * linear and kNN evaluation take a checkpoint file, a run directory, a zoo name or a URL, rebuild the
   backbone the checkpoint was trained with (ResNet stem read from the weights) and load it strictly;
+  they evaluate on the data the run was pretrained on (dataset, paths, format, resolution, statistics
+  from its ``args.json``; :func:`use_run_data`) unless ``data.*`` keys are set explicitly, and say so;
 * kNN runs on CPU or GPU (``accelerator``) with the dataset's evaluation transforms.
 
 Example::
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,11 @@ KNN_DEFAULTS: dict[str, Any] = {
 KNN_DISTANCES = ("cosine", "euclidean")
 KNN_FEATURES = ("backbone", "projector")
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors")
+#: ``data`` keys an evaluation takes from the ``args.json`` of the run it evaluates (:func:`use_run_data`).
+RUN_DATA_KEYS = ("dataset", "train_path", "val_path", "format", "num_classes")
+#: Resolution and statistics of ``data.dataset: custom``; they belong to a dataset, so a run without them
+#: is evaluated without them (solo-learn's transforms of its dataset).
+RUN_TRANSFORM_KEYS = ("eval_crop_size", "eval_mean", "eval_std")
 
 
 def prepare_solo() -> None:
@@ -121,9 +128,40 @@ def _dali(what: str) -> Any:
     return dali
 
 
+def _dali_module(cfg: DictConfig, module_class: Any, val_loader: Any, **kwargs: Any) -> Any:
+    """The solo-learn DALI data module ``module_class(**kwargs)`` of ``cfg``, validating on ``val_loader``."""
+    data = cfg.data
+    created = module_class(
+        dataset=data.dataset,
+        train_data_path=data.train_path,
+        num_workers=data.num_workers,
+        batch_size=cfg.optimizer.batch_size,
+        data_fraction=data.fraction,
+        dali_device=cfg.dali.device,
+        **kwargs,
+    )
+    created.val_dataloader = lambda: val_loader
+    return created
+
+
 def _fit_format(cfg: DictConfig) -> str:
     """The format of the torchvision-read data: DALI runs read their validation folder with torchvision."""
     return "image_folder" if cfg.data.format == "dali" else cfg.data.format
+
+
+def _classification_loaders(cfg: DictConfig, **kwargs: Any) -> tuple[Any, Any]:
+    """solo-learn's ``(train, val)`` classification loaders of ``cfg.data`` (``kwargs``: auto_augment)."""
+    from solo.data.classification_dataloader import prepare_data
+
+    return prepare_data(
+        cfg.data.dataset,
+        train_data_path=cfg.data.train_path,
+        val_data_path=cfg.data.val_path,
+        data_format=_fit_format(cfg),
+        batch_size=cfg.optimizer.batch_size,
+        num_workers=cfg.data.num_workers,
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -136,7 +174,6 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     ``train`` yields solo-learn's batches ``(indices, [view_1, ..., view_n], labels)``; ``val`` is the
     classification loader of ``data.val_path`` (None without one, as upstream).
     """
-    from solo.data.classification_dataloader import prepare_data as prepare_classification
     from solo.data.pretrain_dataloader import (
         FullTransformPipeline,
         NCropAugmentation,
@@ -150,14 +187,7 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     )
     val_loader = None
     if not no_val:
-        _, val_loader = prepare_classification(
-            cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            val_data_path=cfg.data.val_path,
-            data_format=_fit_format(cfg),
-            batch_size=cfg.optimizer.batch_size,
-            num_workers=cfg.data.num_workers,
-        )
+        _, val_loader = _classification_loaders(cfg)
     if cfg.data.format == "dali":
         dali = _dali("pretraining")
         transform = FullTransformPipeline(
@@ -169,20 +199,16 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
                 for aug in cfg.augmentations
             ]
         )
-        module = dali.PretrainDALIDataModule(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
+        module = _dali_module(
+            cfg,
+            dali.PretrainDALIDataModule,
+            val_loader,
             transforms=transform,
             num_large_crops=cfg.data.num_large_crops,
             num_small_crops=cfg.data.num_small_crops,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
             no_labels=cfg.data.no_labels,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
             encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
         )
-        module.val_dataloader = lambda: val_loader
         return module, None
     transform = FullTransformPipeline(
         [
@@ -386,6 +412,62 @@ def _source(cfg: DictConfig, source: str | os.PathLike | None) -> Path:
     return path
 
 
+def overridden_data_keys(overrides: Sequence[str]) -> set[str]:
+    """The ``data`` keys a Hydra override list sets: ``data.KEY=...``, ``+data.KEY=...``, ``~data.KEY``."""
+    keys = (item.split("=", 1)[0].lstrip("+~") for item in overrides)
+    return {key.split(".")[1] for key in keys if key.startswith("data.") and len(key) > 5}
+
+
+def use_run_data(cfg: DictConfig, path: Path, overridden: Collection[str] = ()) -> str:
+    """Make ``cfg.data`` the data the run of checkpoint ``path`` was pretrained on; returns their origin.
+
+    The run's ``args.json`` (beside the checkpoint) gives :data:`RUN_DATA_KEYS` and, for ``custom``
+    data, :data:`RUN_TRANSFORM_KEYS` (a key the run lacks is dropped from ``cfg``). Keys in
+    ``overridden`` keep the config's value; an overridden ``dataset`` keeps the config's data whole,
+    as does a checkpoint without ``args.json`` (exported zoo weights).
+    """
+    from solo_directpred.zoo.checkpoint import read_run_args
+
+    run_data = (read_run_args(path) or {}).get("data")
+    if not isinstance(run_data, dict) or "dataset" not in run_data:
+        return f"the config ({path.name} has no args.json beside it)"
+    if "dataset" in overridden:
+        return "the config (data.dataset set explicitly)"
+    for key in RUN_DATA_KEYS + RUN_TRANSFORM_KEYS:
+        if key in overridden:
+            continue
+        if key in run_data:
+            cfg.data[key] = run_data[key]
+        elif key in RUN_TRANSFORM_KEYS:
+            cfg.data.pop(key, None)
+    kept = sorted(set(overridden) & set(RUN_DATA_KEYS + RUN_TRANSFORM_KEYS))
+    suffix = f" (data.{', data.'.join(kept)} from the command line)" if kept else ""
+    return f"{path.parent / 'args.json'}{suffix}"
+
+
+def describe_eval_data(cfg: DictConfig, origin: str) -> str:
+    """One line: dataset, paths, format, the resolution and statistics of its evaluation transform."""
+    from solo.data.classification_dataloader import prepare_transforms
+
+    steps = getattr(prepare_transforms(cfg.data.dataset)[1], "transforms", [])
+    sizes = [step.size for step in steps if type(step).__name__ in ("CenterCrop", "Resize")]
+    if not sizes:
+        resolution = "native size"
+    elif isinstance(sizes[-1], int):
+        resolution = f"shorter side {sizes[-1]} px"
+    else:
+        resolution = "x".join(map(str, sizes[-1]))
+    stats = [step for step in steps if type(step).__name__ == "Normalize"]
+    normalise = "no normalisation"
+    if stats:
+        mean, std = (", ".join(f"{x:.4g}" for x in values) for values in (stats[-1].mean, stats[-1].std))
+        normalise = f"mean ({mean}) std ({std})"
+    return (
+        f"evaluating on {cfg.data.dataset} (train {cfg.data.train_path}, val {cfg.data.val_path}, "
+        f"format {cfg.data.format}, {resolution}, {normalise}); data settings from {origin}"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # linear evaluation
 
@@ -441,21 +523,25 @@ def _linear_loss(cfg: DictConfig) -> tuple[nn.Module, Any]:
     return nn.CrossEntropyLoss(), None
 
 
-def run_linear(cfg: DictConfig, source: str | os.PathLike | None = None) -> LinearResult:
+def run_linear(
+    cfg: DictConfig, source: str | os.PathLike | None = None, overridden: Collection[str] = ()
+) -> LinearResult:
     """Train a linear classifier on the frozen backbone of ``source`` (or ``pretrained_feature_extractor``).
 
     Same protocol as upstream's ``main_linear.py`` (solo-learn's ``LinearModel`` and data pipeline); the
-    backbone is rebuilt as it was pretrained and loaded strictly. Accuracies are in percent.
+    backbone is rebuilt as it was pretrained and loaded strictly. The data are the run's
+    (:func:`use_run_data`; ``overridden``: the ``data`` keys the caller set). Accuracies are in percent.
     """
     from lightning.pytorch import Trainer, seed_everything
     from solo.args.linear import parse_cfg
-    from solo.data.classification_dataloader import prepare_data
     from solo.methods.linear import LinearModel
     from solo.utils.checkpointer import Checkpointer
     from solo.utils.misc import make_contiguous
 
-    _start(cfg)
     path = _source(cfg, source)
+    origin = use_run_data(cfg, path, overridden)
+    _start(cfg)
+    print(f"linear: {describe_eval_data(cfg, origin)}")
     cfg = parse_cfg(cfg)
     backbone = load_pretrained_backbone(path, cfg.backbone.name)
     cfg.backbone.kwargs = backbone.kwargs
@@ -466,15 +552,7 @@ def run_linear(cfg: DictConfig, source: str | os.PathLike | None = None) -> Line
     if not cfg.performance.disable_channel_last:
         model = model.to(memory_format=torch.channels_last)
 
-    train_loader, val_loader = prepare_data(
-        cfg.data.dataset,
-        train_data_path=cfg.data.train_path,
-        val_data_path=cfg.data.val_path,
-        data_format=_fit_format(cfg),
-        batch_size=cfg.optimizer.batch_size,
-        num_workers=cfg.data.num_workers,
-        auto_augment=cfg.auto_augment,
-    )
+    train_loader, val_loader = _classification_loaders(cfg, auto_augment=cfg.auto_augment)
     history = _history_callback()
     callbacks: list = [history]
     if cfg.checkpoint.enabled:
@@ -493,16 +571,9 @@ def run_linear(cfg: DictConfig, source: str | os.PathLike | None = None) -> Line
                 "auto_augment=True is invalid with data.format='dali': DALI has no auto augment"
             )
         dali = _dali("linear evaluation")
-        module = dali.ClassificationDALIDataModule(
-            dataset=cfg.data.dataset,
-            train_data_path=cfg.data.train_path,
-            val_data_path=cfg.data.val_path,
-            num_workers=cfg.data.num_workers,
-            batch_size=cfg.optimizer.batch_size,
-            data_fraction=cfg.data.fraction,
-            dali_device=cfg.dali.device,
+        module = _dali_module(
+            cfg, dali.ClassificationDALIDataModule, val_loader, val_data_path=cfg.data.val_path
         )
-        module.val_dataloader = lambda: val_loader
         trainer.fit(model, datamodule=module, ckpt_path=cfg.resume_from_checkpoint)
     else:
         trainer.fit(model, train_loader, val_loader, ckpt_path=cfg.resume_from_checkpoint)
@@ -660,18 +731,23 @@ def weighted_knn(
     return 100.0 * hits1 / len(test_labels), 100.0 * hits5 / len(test_labels)
 
 
-def run_knn(cfg: DictConfig, source: str | os.PathLike | None = None) -> list[KnnResult]:
+def run_knn(
+    cfg: DictConfig, source: str | os.PathLike | None = None, overridden: Collection[str] = ()
+) -> list[KnnResult]:
     """Weighted kNN accuracy of the frozen features of ``source`` (or ``pretrained_feature_extractor``).
 
     For every combination of ``knn.feature_type``, ``knn.k``, ``knn.distance_function`` and (cosine only)
     ``knn.temperature``, :func:`weighted_knn` votes with the training split's features;
-    both splits go through the dataset's evaluation transform, as upstream's ``main_knn.py``.
+    both splits go through the dataset's evaluation transform, as upstream's ``main_knn.py``. The data
+    are the run's (:func:`use_run_data`; ``overridden``: the ``data`` keys the caller set).
     """
     from solo.data import classification_dataloader as classification
 
-    _start(cfg)  # first: it may install the small-image transforms into solo-learn's data module
     cfg = knn_settings(cfg)
     path = _source(cfg, source)
+    origin = use_run_data(cfg, path, overridden)
+    _start(cfg)  # before prepare_transforms: it may install the small-image transforms
+    print(f"knn: {describe_eval_data(cfg, origin)}")
     device = eval_device(cfg)
     model, full_method = _feature_model(cfg, path)
     _, transform = classification.prepare_transforms(cfg.data.dataset)

@@ -12,6 +12,8 @@ Hydra imports that class before the task function runs, and the import registers
 * the methods of :data:`solo_directpred.sololearn.methods.METHOD_TABLE` into ``solo.methods.METHODS``
   (a plain dict that upstream's ``main_pretrain.py``, ``main_linear.py``, ``main_knn.py`` and
   ``main_umap.py`` look methods up in);
+* solo-learn's backbone constructors, for the zoo's names torchvision and timm lack
+  (:mod:`solo_directpred.sololearn.backbones`);
 * the OmegaConf resolver ``${sdp.dataset:NAME,SPLIT[,SIZE]}``, which prepares a built-in dataset on
   first use and returns its folder (``digits``: scikit-learn's handwritten digits).
 
@@ -43,10 +45,17 @@ def _dataset_resolver(name: str, split: str, size: int = 16) -> str:
 
 
 def register() -> None:
-    """Register the methods and resolvers (idempotent)."""
+    """Register the methods and resolvers (idempotent); applies the torchvision work-around first."""
+    from solo_directpred.compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
     from solo.methods import METHODS
 
+    from solo_directpred.sololearn.backbones import solo_backbone
     from solo_directpred.sololearn.methods import METHOD_TABLE
+    from solo_directpred.zoo.models import register_builder
+
+    register_builder(solo_backbone)
 
     for name, (cls, _) in METHOD_TABLE.items():
         METHODS[name] = cls

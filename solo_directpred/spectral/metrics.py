@@ -1,4 +1,4 @@
-"""Spectral metrics of embeddings and of a linear predictor (the paper's Fig. 2, DESIGN §4). Torch only.
+"""Spectral metrics of embeddings and of a linear predictor (paper Fig. 2, docs/spectral.md). Torch only.
 
 Notation: Z is an (N, d) matrix of projector outputs (the predictor's input, views pooled), F = ZᵀZ / N its
 uncentred correlation with eigenpairs (s_j, u_j), C its covariance with eigenvalues λ_k, σ_k the singular

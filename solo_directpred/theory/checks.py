@@ -4,7 +4,7 @@
 ``tests/theory/`` call the same functions and pin the values they return. Every check uses fixed
 seeds, so its numbers are reproducible.
 
-Paper values used throughout (PAPER.md §7): ``τ = 1``, ``σ² = 0.5``, ``α_p = 1``, ``η = 0.01`` give
+Values used throughout (docs/theory.md, Eqn. 16): ``τ = 1``, ``σ² = 0.5``, ``α_p = 1``, ``η = 0.01`` give
 ``p*+ = 0.65651``, ``p*− = 0.010155`` and ``s*+ = p*+² = 0.43101``.
 """
 
@@ -43,7 +43,7 @@ from solo_directpred.theory.nonlinear import table3_runs
 from solo_directpred.theory.reduced import ReducedDynamics, commutator, frobenius
 from solo_directpred.theory.scalar import ScalarBYOL
 
-#: The paper's numerical sanity check (PAPER.md §7).
+#: The fixed-point check of docs/theory.md (Eqn. 16 at these values).
 PAPER_TAU, PAPER_SIGMA2, PAPER_ALPHA_P, PAPER_ETA = 1.0, 0.5, 1.0, 0.01
 PAPER_P_PLUS, PAPER_P_MINUS, PAPER_S_PLUS = 0.65651, 0.010155, 0.43101
 
@@ -70,7 +70,7 @@ def _random_spd(n: int, rng: np.random.Generator, scale: float = 1.0, floor: flo
 
 
 def check_fixed_points() -> CheckResult:
-    """Closed-form ``p*±`` and convergence of Eqns. 11-12 to them (PAPER.md §3.3, §7)."""
+    """Closed-form ``p*±`` and convergence of Eqns. 11-12 to them (Eqns. 11-12 and 16, Fig. 3)."""
     p_minus, p_plus = fixed_points(PAPER_TAU, PAPER_SIGMA2, PAPER_ETA)
     modes = ModeDynamics(PAPER_SIGMA2, PAPER_ALPHA_P, PAPER_ETA, target="fixed")
     starts_p = np.array([0.05, 0.2, 0.5, 0.008])

@@ -72,7 +72,7 @@ FIG5_BETAS = (0.04, 0.1, 0.4, None)
 def figure5_runs(t_end: float = 300.0) -> dict[tuple[str, float | None], tuple[ModeDynamics, ModeTrajectory]]:
     """The decoupled runs behind Fig. 5: ``{("eta"|"beta", value): (ModeDynamics, ModeTrajectory)}``.
 
-    Forward Euler with ``dt = α = 0.01``, base ``β = 0.4`` and ``η = 0.04`` (PAPER.md §7); ``β = None``
+    Forward Euler with ``dt = α = 0.01``, base ``β = 0.4`` and ``η = 0.04`` (Fig. 5); ``β = None``
     stands for SimSiam (``τ ≡ 1``).
     """
     p0, s0, tau0 = FIG5_START

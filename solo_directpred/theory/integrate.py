@@ -1,7 +1,7 @@
 """Fixed-step ODE integration shared by the theory simulators.
 
 The paper integrates its dynamics with forward Euler at step ``dt = α = 0.01`` (the SGD learning
-rate, PAPER.md §7); ``rk4`` is the classical fourth-order Runge-Kutta scheme, used where a check
+rate, the paper's Fig. 5); ``rk4`` is the classical fourth-order Runge-Kutta scheme, used where a check
 compares a trajectory with a closed form and the integration error must stay far below the tolerance.
 """
 

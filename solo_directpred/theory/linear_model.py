@@ -1,4 +1,4 @@
-"""The two-layer linear BYOL / SimSiam model of the paper's Lemma 1 (PAPER.md §1-2).
+"""The two-layer linear BYOL / SimSiam model of the paper's Lemma 1 (Fig. 1, Eqns. 2-3).
 
 Online network ``W`` (n2×n1), linear predictor ``W_p`` (n2×n2), target ``W_a`` (n2×n1). A sample
 ``x`` has two views ``x1, x2 = x + e1, x + e2`` with augmentation noise ``e ~ N(0, X')``; the data

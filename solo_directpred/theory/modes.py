@@ -1,4 +1,4 @@
-"""Decoupled per-mode dynamics of the predictor and online eigenvalues (PAPER.md §3.3, Eqns. 11-17).
+"""Decoupled per-mode dynamics of the predictor and online eigenvalues (the paper's Eqns. 11-17).
 
 Under assumptions A1-A3 (proportional EMA, isotropic data ``X = I``, ``X' = σ² I``, symmetric and
 aligned predictor) the eigenvalue ``p_j`` of ``W_p``, the eigenvalue ``s_j`` of ``F = W Wᵀ`` and the
@@ -11,7 +11,7 @@ EMA ratio ``τ_j`` (``W_a = τ W`` on that mode) follow::
 Every mode is independent: the arrays below hold one entry per mode and broadcast.
 Eqn. 13 is evaluated as ``β(1 − τ) − τ (p (τ − (1+σ²)p) − η)``, which needs no division by ``s``.
 
-Closed forms pinned by the tests (PAPER.md §3.3, §7), with ``c_j`` in its corrected sign:
+Closed forms pinned by the tests (Eqns. 14-16; docs/theory.md), with ``c_j`` in its corrected sign:
 
 * ``s(t) − p(t)²/α_p = c e^{−2ηt}`` with ``c = s(0) − p(0)²/α_p`` (Eqn. 14);
 * ``p*± = [τ ± √(τ² − 4η(1+σ²))] / (2(1+σ²))``, real only for ``η ≤ τ²/(4(1+σ²))``;

@@ -10,7 +10,7 @@ momentum and weight decay. :class:`SmallBYOL` keeps exactly those, at toy size:
 * online network ``f(x) = W2 ReLU(BN(W1 x + b1)) + b2`` (BatchNorm without affine, batch statistics
   per view, as in the paper's projector), or ``f(x) = W1 x`` with ``hidden=0``;
 * linear predictor ``W_p`` without bias; ``symmetric`` runs start symmetric and are symmetrised after
-  every optimizer step, ``W_p ← (W_p + W_pᵀ)/2`` (the paper's ``predictor_reg=symmetric``, PAPER.md §4.4);
+  every optimizer step, ``W_p ← (W_p + W_pᵀ)/2`` (the paper's symmetric ``W_p`` of Tables 3 and 5);
 * target: an EMA copy of the online network (``γ_a``), or, without EMA, the online network itself
   behind a stop-gradient;
 * loss ``Σ_v 2 − 2 cos(W_p f(x_v), sg(f_a(x_v̄)))`` (or ``½‖·‖²`` with ``loss="l2"``);

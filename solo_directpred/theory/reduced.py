@@ -1,4 +1,4 @@
-"""Matrix dynamics of ``F`` and ``W_p`` under assumptions A1-A2 (PAPER.md §3.2, App. B, Figs. 8-9).
+"""Matrix dynamics of ``F`` and ``W_p`` under assumptions A1-A2 (the paper's Theorem 3, App. B, Figs. 8-9).
 
 With a proportional target ``W_a = τ W`` (A1) and isotropic data ``X = I``, ``X' = σ² I`` (A2),
 Lemma 1 closes on ``F = W Wᵀ`` (the predictor input's correlation) and ``W_p``. With a symmetric

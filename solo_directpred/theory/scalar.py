@@ -1,4 +1,4 @@
-"""The scalar (1-D) BYOL system of the paper's Appendix D (PAPER.md §3.5, Fig. 10).
+"""The scalar (1-D) BYOL system of the paper's Appendix D (Eqns. 104-106, Fig. 10).
 
 One input and one output unit: online weight ``w``, predictor ``w_p``, target ``w_a``; ``λ_s`` is the
 variance of one view and ``λ_d`` the covariance of two views of the same sample::

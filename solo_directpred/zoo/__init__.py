@@ -10,11 +10,11 @@ Example::
     >>> ckpt = zoo.solo_learn_checkpoint("NAME")  # for main_linear.py  # doctest: +SKIP
 
 Environment: ``SOLO_DIRECTPRED_CACHE`` (cache root), ``SOLO_DIRECTPRED_OFFLINE`` / ``HF_HUB_OFFLINE``
-(offline mode), ``SOLO_DIRECTPRED_ZOO_MANIFEST`` (extra manifests), ``HF_ENDPOINT`` and ``HF_TOKEN``
-(Hugging Face Hub). ``zoo/README.md`` documents the manifest schema.
+(offline mode), ``SOLO_DIRECTPRED_ZOO_MANIFEST`` (extra manifests); ``hf://`` sources follow
+huggingface_hub's own variables (``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_TOKEN``...). ``zoo/README.md``
+documents the manifest schema.
 """
 
-from solo_directpred.zoo.cache import cache_dir, is_offline
 from solo_directpred.zoo.checkpoint import BackboneWeights, load_torch_file, read_backbone
 from solo_directpred.zoo.errors import (
     DownloadError,
@@ -45,7 +45,7 @@ from solo_directpred.zoo.manifest import (
     validate_manifest,
 )
 from solo_directpred.zoo.models import build_backbone, load_weights
-from solo_directpred.zoo.transfer import fetch_file, sha256_file
+from solo_directpred.zoo.transfer import fetch_file, is_offline, sha256_file
 
 __all__ = [
     "BackboneSpec",
@@ -63,7 +63,6 @@ __all__ = [
     "ZooError",
     "backbone_weights",
     "build_backbone",
-    "cache_dir",
     "download",
     "export_checkpoint",
     "fetch_file",

@@ -239,17 +239,6 @@ def _read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("backbone"), dict) else None
 
 
-def _spec_from_metadata(meta: dict[str, Any], where: str) -> BackboneSpec:
-    backbone = meta.get("backbone")
-    if not isinstance(backbone, dict) or not isinstance(backbone.get("name"), str):
-        raise ZooError(f"{where}: metadata has no backbone.name")
-    return BackboneSpec(
-        name=backbone["name"],
-        kwargs=dict(backbone.get("kwargs") or {}),
-        cifar_stem=bool(backbone.get("cifar_stem", False)),
-    )
-
-
 def read_state_dict(
     path: str | Path, prefix: str = "backbone."
 ) -> tuple[dict[str, torch.Tensor], dict | None]:
@@ -296,7 +285,9 @@ def read_backbone(
     if backbone is not None:
         return BackboneWeights(state, backbone, method)
     if meta is not None:
-        return BackboneWeights(state, _spec_from_metadata(meta, str(path)), method)
+        return BackboneWeights(
+            state, BackboneSpec.from_json(meta.get("backbone"), f"{path}: backbone"), method
+        )
     if run_args is not None:
         spec = spec_from_run_args(run_args)
         conv1 = state.get("conv1.weight")

@@ -18,15 +18,17 @@ import sys
 from typing import Any
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``zoo`` subcommand and its actions."""
-    parser = subparsers.add_parser(
+    from solo_directpred.cli import add_command_group
+
+    actions = add_command_group(
+        subparsers,
         "zoo",
         help="pretrained checkpoints: list, info, download, verify, export",
         description="The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
+        dest="zoo_command",
     )
-    parser.set_defaults(func=lambda args: _usage(parser))
-    actions = parser.add_subparsers(dest="zoo_command", metavar="ACTION")
 
     p = actions.add_parser("list", help="list the checkpoints of the manifest(s)")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
@@ -47,10 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         choices=["backbone", "checkpoint", "metadata", "all"],
         help="which file of the entry (default: backbone weights)",
     )
-    p.add_argument("--force", action="store_true", help="delete the cached copy and download again")
-    p.add_argument("--retries", type=int, default=4, help="retries per source after transient errors")
-    p.add_argument("--timeout", type=float, default=30.0, help="socket timeout in seconds")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="download again even when a valid copy is cached")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (https:// and file:// sources)")
     p.set_defaults(func=_download)
 
     p = actions.add_parser(
@@ -96,12 +96,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-checkpoint", action="store_true", help="do not copy the full checkpoint")
     p.add_argument("--add-to", metavar="MANIFEST", help="insert the entry into this manifest file")
     p.set_defaults(func=_export)
-    return parser
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def _guard(action):
@@ -136,12 +130,12 @@ def _linear_top1(entry: Any) -> str:
 
 @_guard
 def _list(args: argparse.Namespace) -> int:
-    from solo_directpred.zoo.cache import entry_path
-    from solo_directpred.zoo.manifest import entry_to_json, load_manifest, manifest_paths
+    from solo_directpred.zoo.hub import entry_path
+    from solo_directpred.zoo.manifest import load_manifest, manifest_paths
 
     manifest = load_manifest()
     if args.json:
-        print(json.dumps([entry_to_json(e) for _, e in sorted(manifest.items())], indent=2))
+        print(json.dumps([e.to_json() for _, e in sorted(manifest.items())], indent=2))
         return 0
     if not manifest:
         print("no checkpoints in " + ", ".join(str(p) for p in manifest_paths()))
@@ -171,13 +165,13 @@ def _list(args: argparse.Namespace) -> int:
 @_guard
 def _info(args: argparse.Namespace) -> int:
     from solo_directpred.zoo.hub import verify_cache
-    from solo_directpred.zoo.manifest import entry_to_json, get_entry, load_manifest
+    from solo_directpred.zoo.manifest import get_entry, load_manifest
 
     manifest = load_manifest()
     entry = get_entry(args.name, manifest)
     status = verify_cache([args.name], manifest)
     if args.json:
-        doc = entry_to_json(entry)
+        doc = entry.to_json()
         doc["cache"] = {s.role: {"path": str(s.path), "status": s.status} for s in status}
         print(json.dumps(doc, indent=2))
         return 0
@@ -189,7 +183,7 @@ def _info(args: argparse.Namespace) -> int:
     print(f"  epochs      {entry.epochs}")
     print(f"  licence     {entry.license}")
     versions = entry.versions
-    print(f"  versions    solo-learn {versions['solo_learn']}, solo-directpred {versions['solo_directpred']}")
+    print(f"  versions    solo-learn {versions.solo_learn}, solo-directpred {versions.solo_directpred}")
     print(f"  manifest    {entry.source}")
     for result in entry.results:
         where = " / ".join(x for x in (result.dataset, result.split) if x)
@@ -218,8 +212,6 @@ def _download(args: argparse.Namespace) -> int:
             role,
             manifest=manifest,
             force=args.force,
-            retries=args.retries,
-            timeout=args.timeout,
             progress=not args.quiet,
         )
         print(path)
@@ -304,5 +296,5 @@ def _export(args: argparse.Namespace) -> int:
         print(f"entry {args.name!r} written to {args.add_to}", file=sys.stderr)
     else:
         print("manifest entry to add to the 'checkpoints' list:", file=sys.stderr)
-    print(json.dumps(result.entry, indent=2))
+    print(json.dumps(result.entry.to_json(), indent=2))
     return 0

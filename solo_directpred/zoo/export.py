@@ -18,7 +18,7 @@ or, by default, ``file://`` URLs of the bundle itself, so that the entry works l
 Example::
 
     >>> result = export_checkpoint("trained_models/byol/abc/run-ep=199.ckpt", "byol-c10")  # doctest: +SKIP
-    >>> json.dumps(result.entry)  # paste into a manifest  # doctest: +SKIP
+    >>> json.dumps(result.entry.to_json())  # paste into a manifest  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from solo_directpred.zoo.checkpoint import (
     spec_from_run_args,
     split_state_dict,
 )
-from solo_directpred.zoo.errors import ManifestError, ZooError
-from solo_directpred.zoo.manifest import BackboneSpec, check_source, is_safe_token, validate_entry
+from solo_directpred.zoo.errors import ZooError
+from solo_directpred.zoo.manifest import BackboneSpec, ZooEntry, check_source, is_safe_token
 from solo_directpred.zoo.transfer import sha256_file
 
 #: Top-level keys of solo-learn's ``args.json`` copied into ``pretrain_config`` (paths and logging left out).
@@ -70,12 +70,12 @@ DATA_KEYS = ("dataset", "num_classes", "num_large_crops", "num_small_crops", "fr
 
 @dataclass(frozen=True)
 class ExportResult:
-    """Paths of the exported bundle and the manifest entry (JSON form) that publishes it."""
+    """Paths of the exported bundle and the manifest entry that publishes it."""
 
     weights: Path
     checkpoint: Path | None
     metadata: Path
-    entry: dict[str, Any]
+    entry: ZooEntry
 
 
 def pretrain_config(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,7 +234,7 @@ def export_checkpoint(
         "sha256": sha256_file(meta_path),
     }
 
-    entry: dict[str, Any] = {
+    entry = {
         "name": name,
         "method": method,
         "dataset": dataset,
@@ -251,7 +251,4 @@ def export_checkpoint(
     }
     if description:
         entry["description"] = description
-    problems = validate_entry(entry, "exported entry")
-    if problems:
-        raise ManifestError(f"export of {checkpoint}", problems)
-    return ExportResult(weights=weights, checkpoint=full, metadata=meta_path, entry=entry)
+    return ExportResult(weights, full, meta_path, ZooEntry.from_json(entry, f"export of {checkpoint}"))

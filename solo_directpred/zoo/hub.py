@@ -1,5 +1,9 @@
 """The zoo's public entry points: resolve a name/URL/path to a verified local file, and load it.
 
+Cache layout (root: :func:`solo_directpred.paths.cache_dir`): ``zoo/NAME/FILENAME`` for manifest
+entries, ``urls/HASH/FILENAME`` for bare URLs (``HASH`` = first 16 hex digits of the URL's sha256),
+``converted/SHA16/STEM.ckpt`` for :func:`solo_learn_checkpoint`.
+
 Example::
 
     >>> from solo_directpred import zoo
@@ -10,16 +14,19 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
+from urllib.parse import unquote, urlsplit
 
 import torch
 from torch import nn
 
-from solo_directpred.zoo.cache import cache_dir, entry_path, url_path
+from solo_directpred.paths import cache_dir
 from solo_directpred.zoo.checkpoint import BackboneWeights, read_backbone, read_state_dict
 from solo_directpred.zoo.errors import ZooError
 from solo_directpred.zoo.manifest import (
@@ -28,12 +35,38 @@ from solo_directpred.zoo.manifest import (
     ZooEntry,
     check_source,
     get_entry,
+    is_safe_token,
     load_manifest,
 )
 from solo_directpred.zoo.models import build_backbone, load_weights
-from solo_directpred.zoo.transfer import fetch_file, file_matches, sha256_file
+from solo_directpred.zoo.transfer import fetch_file, mismatch, sha256_file
 
 NameOrPath = Union[str, os.PathLike]
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def _inside(path: Path, root: Path) -> Path:
+    resolved, root_resolved = path.resolve(), root.resolve()
+    if root_resolved != resolved and root_resolved not in resolved.parents:
+        raise ZooError(f"refusing cache path {path}: it resolves outside the cache {root}")
+    return path
+
+
+def entry_path(entry: ZooEntry, role: str = "backbone") -> Path:
+    """Cache location of the ``role`` file of ``entry``: ``CACHE/zoo/NAME/FILENAME``."""
+    spec = entry.file(role)
+    for label, token in (("name", entry.name), ("filename", spec.filename)):
+        if not is_safe_token(token):
+            raise ZooError(f"checkpoint {label} {token!r} is not a safe file name")
+    return _inside(cache_dir() / "zoo" / entry.name / spec.filename, cache_dir())
+
+
+def url_path(url: str) -> Path:
+    """Cache location of a bare URL: ``CACHE/urls/HASH/BASENAME`` (basename reduced to safe characters)."""
+    basename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+    basename = _UNSAFE_CHARS.sub("_", basename).lstrip("._-") or "download"
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return _inside(cache_dir() / "urls" / digest / basename[:128], cache_dir())
 
 
 def download(
@@ -46,10 +79,9 @@ def download(
 ) -> Path:
     """Fetch the ``role`` file (``backbone``, ``checkpoint`` or ``metadata``) of zoo checkpoint ``name``.
 
-    The file lands in ``CACHE/zoo/NAME/FILENAME`` (see :mod:`~solo_directpred.zoo.cache`) after its size
-    and full sha256 were checked; a valid cached copy is returned without network access. ``force``
-    deletes the cached copy first. ``fetch_kwargs`` go to :func:`~solo_directpred.zoo.transfer.fetch_file`
-    (``retries``, ``backoff``, ``timeout``, ``progress``, ``lock_timeout``).
+    The file lands in ``CACHE/zoo/NAME/FILENAME`` after its size and full sha256 were checked; a valid
+    cached copy is returned without network access. ``force`` fetches it again. ``fetch_kwargs`` go to
+    :func:`~solo_directpred.zoo.transfer.fetch_file` (``progress``, ``lock_timeout``).
     """
     entry = get_entry(name, manifest)
     spec = entry.file(role)
@@ -204,6 +236,6 @@ def verify_cache(
             if not path.exists():
                 status = "missing"
             else:
-                status = "ok" if file_matches(path, spec.sha256, spec.size) else "corrupt"
+                status = "ok" if mismatch(path, spec.sha256, spec.size) is None else "corrupt"
             out.append(CacheStatus(name, role, path, status))
     return out

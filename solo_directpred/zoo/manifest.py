@@ -1,10 +1,14 @@
-"""The zoo manifest: schema, validation and lookup of published checkpoints.
+"""The zoo manifest: one schema, written once, and the lookup of published checkpoints.
 
 A manifest is a JSON object ``{"schema_version": 1, "checkpoints": [ENTRY, ...]}``; ``zoo/README.md``
-documents every field of an entry. The shipped manifest is ``zoo/manifest.json`` (found through
-:func:`solo_directpred.paths.zoo_dir`); further manifests listed in the environment variable
-``SOLO_DIRECTPRED_ZOO_MANIFEST`` (separated by ``os.pathsep``) are read after it, and their entries
-replace shipped entries of the same name.
+documents every field. Each dataclass below *is* the schema of its JSON object: a field without a
+default is a required key, its type hint is the JSON type, ``rule`` metadata adds what a type cannot say,
+and :meth:`Schema.from_json` / :meth:`Schema.to_json` map it to and from JSON, collecting every
+violation with its JSON path.
+
+The shipped manifest is ``zoo/manifest.json`` (found through :func:`solo_directpred.paths.zoo_dir`);
+manifests listed in ``SOLO_DIRECTPRED_ZOO_MANIFEST`` (separated by ``os.pathsep``) are read after it,
+and their entries replace shipped entries of the same name.
 
 Validation is strict because an entry decides which bytes land in the user's cache and under which
 file name: names and file names are plain tokens (no path separators, no ``..``), sources are
@@ -14,18 +18,20 @@ local ``file:///ABSOLUTE/PATH``; every other scheme is rejected.
 Example::
 
     >>> from solo_directpred.zoo.manifest import load_manifest
-    >>> manifest = load_manifest()
-    >>> sorted(manifest)  # names of the known checkpoints
+    >>> sorted(load_manifest())  # names of the known checkpoints
     [...]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,92 +62,8 @@ _HF_RE = re.compile(
     r"@(?P<revision>[^/]+)/(?P<path>.+)"
 )
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-
-_ENTRY_REQUIRED = {
-    "name": str,
-    "method": str,
-    "dataset": str,
-    "backbone": dict,
-    "epochs": int,
-    "pretrain_config": dict,
-    "results": list,
-    "files": dict,
-    "versions": dict,
-    "license": str,
-}
-_ENTRY_OPTIONAL = {"description": str}
-_FILE_KEYS = {"filename": str, "size": int, "sha256": str, "urls": list}
-_RESULT_REQUIRED = {"protocol": str, "metric": str, "value": (int, float)}
-_RESULT_OPTIONAL = {"dataset": str, "split": str, "details": str}
-_VERSION_KEYS = ("solo_learn", "solo_directpred")
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """How to build the network the weights belong to.
-
-    ``name`` is a solo-learn backbone name (``resnet18``, ``resnet50``, ``vit_small``...) or a timm
-    model name; ``kwargs`` go to the constructor; ``cifar_stem`` (ResNets only) means solo-learn's
-    CIFAR layout: ``conv1`` = 3x3 conv, stride 1, padding 2, no bias, and ``maxpool`` = identity.
-    """
-
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    cifar_stem: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "kwargs": dict(self.kwargs), "cifar_stem": self.cifar_stem}
-
-
-@dataclass(frozen=True)
-class FileSpec:
-    """One downloadable file: local ``filename``, exact ``size`` in bytes, full ``sha256``, sources."""
-
-    filename: str
-    size: int
-    sha256: str
-    urls: tuple[str, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"filename": self.filename, "size": self.size, "sha256": self.sha256, "urls": list(self.urls)}
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """One evaluation number: ``value`` (accuracy in %, 0-100) of ``metric`` under ``protocol``."""
-
-    protocol: str
-    metric: str
-    value: float
-    dataset: str | None = None
-    split: str | None = None
-    details: str | None = None
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    """A validated manifest entry; ``source`` is the manifest file it came from."""
-
-    name: str
-    method: str
-    dataset: str
-    backbone: BackboneSpec
-    epochs: int
-    pretrain_config: dict[str, Any]
-    results: tuple[EvalResult, ...]
-    files: dict[str, FileSpec]
-    versions: dict[str, str]
-    license: str
-    description: str = ""
-    source: str = ""
-
-    def file(self, role: str = "backbone") -> FileSpec:
-        """The :class:`FileSpec` of ``role`` (one of :data:`FILE_ROLES`)."""
-        if role not in self.files:
-            raise ZooError(
-                f"checkpoint {self.name!r} has no {role!r} file; it has: {', '.join(sorted(self.files))}"
-            )
-        return self.files[role]
+_TOKEN_RULE = "use 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, without '..'"
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false"}
 
 
 def is_safe_token(value: object) -> bool:
@@ -162,15 +84,12 @@ def check_source(url: object) -> str | None:
         return f"expected a non-empty URL string, got {url!r}"
     if any(ord(ch) < 33 for ch in url):
         return f"URL {url!r} contains whitespace or control characters"
-    scheme = urlsplit(url).scheme.lower()
-    if scheme not in ALLOWED_SCHEMES:
-        return f"URL {url!r} has scheme {scheme or '(none)'!r}; allowed: {', '.join(ALLOWED_SCHEMES)}"
-    if scheme == "https":
-        if not urlsplit(url).hostname:
-            return f"URL {url!r} has no host"
-        return None
-    if scheme == "file":
-        parts = urlsplit(url)
+    parts = urlsplit(url)
+    if parts.scheme not in ALLOWED_SCHEMES:
+        return f"URL {url!r} has scheme {parts.scheme or '(none)'!r}; allowed: {', '.join(ALLOWED_SCHEMES)}"
+    if parts.scheme == "https":
+        return None if parts.hostname else f"URL {url!r} has no host"
+    if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             return f"file URL {url!r} must be absolute and local: file:///ABSOLUTE/PATH"
         return None
@@ -182,8 +101,7 @@ def check_source(url: object) -> str | None:
             f"Hugging Face reference {url!r} has revision {match['revision']!r}; "
             "pin it to a full 40-character commit hash"
         )
-    segments = unquote(match["path"]).split("/")
-    if any(seg in ("", ".", "..") or "\\" in seg for seg in segments):
+    if any(seg in ("", ".", "..") or "\\" in seg for seg in unquote(match["path"]).split("/")):
         return f"Hugging Face reference {url!r} has an empty, '.' or '..' path segment"
     return None
 
@@ -196,240 +114,275 @@ def parse_hf_reference(url: str) -> tuple[str, str, str]:
     return match["repo"], match["revision"], match["path"]
 
 
-def _check_keys(
-    obj: Mapping[str, Any],
-    where: str,
-    required: Mapping[str, Any],
-    optional: Mapping[str, Any],
-    problems: list[str],
-) -> None:
-    for key, kind in required.items():
-        if key not in obj:
-            problems.append(f"{where}: missing required key {key!r}")
-        elif not _is_type(obj[key], kind):
-            problems.append(f"{where}.{key}: expected {_type_name(kind)}, got {obj[key]!r}")
-    for key, kind in optional.items():
-        if key in obj and not _is_type(obj[key], kind):
-            problems.append(f"{where}.{key}: expected {_type_name(kind)}, got {obj[key]!r}")
-    unknown = sorted(set(obj) - set(required) - set(optional))
-    if unknown:
-        allowed = ", ".join(sorted(set(required) | set(optional)))
-        problems.append(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+# --------------------------------------------------------------------------------------------------
+# value rules: (value, JSON path) -> the violations
 
 
-def _is_type(value: object, kind: Any) -> bool:
-    if isinstance(value, bool) and kind is not bool:
-        return False
-    return isinstance(value, kind)
+def _safe_name(value: str, at: str) -> list[str]:
+    return [] if is_safe_token(value) else [f"{at}: {value!r} is not allowed; {_TOKEN_RULE}"]
 
 
-def _type_name(kind: Any) -> str:
-    names = {str: "a string", int: "an integer", dict: "an object", list: "a list", bool: "true/false"}
-    if isinstance(kind, tuple):
-        return "a number"
-    return names.get(kind, kind.__name__)
+def _safe_filename(value: str, at: str) -> list[str]:
+    if is_safe_token(value):
+        return []
+    return [f"{at}: {value!r} is not allowed (it must stay inside the cache): {_TOKEN_RULE}"]
 
 
-def validate_entry(entry: object, where: str = "entry") -> list[str]:
-    """Every schema violation of one manifest entry (an empty list when it is valid)."""
-    problems: list[str] = []
-    if not isinstance(entry, dict):
-        return [f"{where}: expected an object, got {type(entry).__name__}"]
-    _check_keys(entry, where, _ENTRY_REQUIRED, _ENTRY_OPTIONAL, problems)
-    name = entry.get("name")
-    if isinstance(name, str) and not is_safe_token(name):
-        problems.append(
-            f"{where}.name: {name!r} is not allowed; use 1-128 characters from [A-Za-z0-9._-], "
-            "starting with a letter or digit, without '..'"
-        )
-    for key in ("method", "dataset", "license"):
-        if isinstance(entry.get(key), str) and not entry[key].strip():
-            problems.append(f"{where}.{key}: must not be empty")
-    if isinstance(entry.get("epochs"), int) and not isinstance(entry["epochs"], bool) and entry["epochs"] < 0:
-        problems.append(f"{where}.epochs: must be >= 0, got {entry['epochs']}")
-    if isinstance(entry.get("backbone"), dict):
-        backbone = entry["backbone"]
-        _check_keys(
-            backbone, f"{where}.backbone", {"name": str}, {"kwargs": dict, "cifar_stem": bool}, problems
-        )
-        if isinstance(backbone.get("name"), str) and not is_safe_token(backbone["name"]):
-            problems.append(f"{where}.backbone.name: {backbone['name']!r} is not a model name")
-    if isinstance(entry.get("results"), list):
-        for i, result in enumerate(entry["results"]):
-            problems.extend(_validate_result(result, f"{where}.results[{i}]"))
-    if isinstance(entry.get("files"), dict):
-        problems.extend(_validate_files(entry["files"], f"{where}.files"))
-    if isinstance(entry.get("versions"), dict):
-        versions = entry["versions"]
-        for key in _VERSION_KEYS:
-            if not isinstance(versions.get(key), str) or not versions.get(key):
-                problems.append(
-                    f"{where}.versions.{key}: expected a version string, got {versions.get(key)!r}"
-                )
-        unknown = sorted(set(versions) - set(_VERSION_KEYS))
-        if unknown:
-            problems.append(
-                f"{where}.versions: unknown key(s) {unknown}; allowed: {', '.join(_VERSION_KEYS)}"
-            )
-    return problems
+def _not_empty(value: str, at: str) -> list[str]:
+    return [] if value.strip() else [f"{at}: must not be empty"]
 
 
-def _validate_result(result: object, where: str) -> list[str]:
-    if not isinstance(result, dict):
-        return [f"{where}: expected an object, got {type(result).__name__}"]
-    problems: list[str] = []
-    _check_keys(result, where, _RESULT_REQUIRED, _RESULT_OPTIONAL, problems)
-    if isinstance(result.get("protocol"), str) and result["protocol"] not in PROTOCOLS:
-        problems.append(f"{where}.protocol: {result['protocol']!r} is not one of {', '.join(PROTOCOLS)}")
-    value = result.get("value")
-    if _is_type(value, (int, float)) and not (math.isfinite(value) and 0.0 <= value <= 100.0):
-        problems.append(f"{where}.value: accuracy in percent must lie in [0, 100], got {value!r}")
-    return problems
+def _non_negative(value: int, at: str) -> list[str]:
+    return [] if value >= 0 else [f"{at}: must be >= 0, got {value}"]
 
 
-def _validate_files(files: dict[str, Any], where: str) -> list[str]:
-    problems: list[str] = []
-    if "backbone" not in files:
-        problems.append(f"{where}: missing required file role 'backbone'")
+def _positive_size(value: int, at: str) -> list[str]:
+    return [] if value > 0 else [f"{at}: must be a positive number of bytes, got {value}"]
+
+
+def _full_sha256(value: str, at: str) -> list[str]:
+    if _SHA256_RE.fullmatch(value):
+        return []
+    return [f"{at}: expected the full digest, 64 lowercase hex characters, got {value!r}"]
+
+
+def _sources(value: tuple[str, ...], at: str) -> list[str]:
+    problems = [] if value else [f"{at}: needs at least one source"]
+    reasons = ((j, check_source(url)) for j, url in enumerate(value))
+    return problems + [f"{at}[{j}]: {reason}" for j, reason in reasons if reason is not None]
+
+
+def _protocol(value: str, at: str) -> list[str]:
+    return [] if value in PROTOCOLS else [f"{at}: {value!r} is not one of {', '.join(PROTOCOLS)}"]
+
+
+def _percent(value: float, at: str) -> list[str]:
+    if math.isfinite(value) and 0.0 <= value <= 100.0:
+        return []
+    return [f"{at}: accuracy in percent must lie in [0, 100], got {value!r}"]
+
+
+def _file_roles(files: dict[str, FileSpec], at: str) -> list[str]:
+    problems = [] if "backbone" in files else [f"{at}: missing required file role 'backbone'"]
     unknown = sorted(set(files) - set(FILE_ROLES))
     if unknown:
-        problems.append(f"{where}: unknown file role(s) {unknown}; allowed: {', '.join(FILE_ROLES)}")
-    filenames: dict[str, str] = {}
-    for role in FILE_ROLES:
-        if role not in files:
+        problems.append(f"{at}: unknown file role(s) {unknown}; allowed: {', '.join(FILE_ROLES)}")
+    owners: dict[str, str] = {}
+    for role, spec in files.items():
+        if role not in ROLE_EXTENSIONS:
             continue
-        spec, at = files[role], f"{where}.{role}"
-        if not isinstance(spec, dict):
-            problems.append(f"{at}: expected an object, got {type(spec).__name__}")
-            continue
-        _check_keys(spec, at, _FILE_KEYS, {}, problems)
-        filename = spec.get("filename")
-        if isinstance(filename, str):
-            if not is_safe_token(filename):
-                problems.append(
-                    f"{at}.filename: {filename!r} is not allowed (it must stay inside the cache): use "
-                    "1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, without '..'"
-                )
-            elif not filename.endswith(ROLE_EXTENSIONS[role]):
-                problems.append(
-                    f"{at}.filename: {filename!r} must end with one of {', '.join(ROLE_EXTENSIONS[role])}"
-                )
-            elif filename in filenames:
-                problems.append(f"{at}.filename: {filename!r} is also the {filenames[filename]} file")
-            filenames[filename] = role
-        size = spec.get("size")
-        if _is_type(size, int) and size <= 0:
-            problems.append(f"{at}.size: must be a positive number of bytes, got {size}")
-        sha = spec.get("sha256")
-        if isinstance(sha, str) and not _SHA256_RE.fullmatch(sha):
+        if not spec.filename.endswith(ROLE_EXTENSIONS[role]):
+            allowed = ", ".join(ROLE_EXTENSIONS[role])
+            problems.append(f"{at}.{role}.filename: {spec.filename!r} must end with one of {allowed}")
+        elif spec.filename in owners:
             problems.append(
-                f"{at}.sha256: expected the full digest, 64 lowercase hex characters, got {sha!r}"
+                f"{at}.{role}.filename: {spec.filename!r} is also the {owners[spec.filename]} file"
             )
-        urls = spec.get("urls")
-        if isinstance(urls, list):
-            if not urls:
-                problems.append(f"{at}.urls: needs at least one source")
-            for j, url in enumerate(urls):
-                reason = check_source(url)
-                if reason is not None:
-                    problems.append(f"{at}.urls[{j}]: {reason}")
+        owners.setdefault(spec.filename, role)
+    return problems
+
+
+def _unique_names(entries: tuple[ZooEntry, ...], at: str) -> list[str]:
+    problems, seen = [], {}
+    for i, entry in enumerate(entries):
+        if entry.name in seen:
+            problems.append(f"{at}[{i}].name: {entry.name!r} already used by {at}[{seen[entry.name]}]")
+        seen.setdefault(entry.name, i)
+    return problems
+
+
+def _supported_version(value: int, at: str) -> list[str]:
+    if value == SCHEMA_VERSION:
+        return []
+    return [f"{at}: {value} is not supported; this version reads {SCHEMA_VERSION}"]
+
+
+def _rule(check: Callable[[Any, str], list[str]]) -> Any:
+    """A required dataclass field whose parsed value must also pass ``check``."""
+    return field(metadata={"rule": check})
+
+
+# --------------------------------------------------------------------------------------------------
+# the schema
+
+
+class Schema:
+    """JSON mapping of a dataclass: fields are keys (no default = required), type hints are JSON types."""
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "", problems: list[str] | None = None) -> Any:
+        """The object ``data`` describes; violations go to ``problems`` (then None is returned), or,
+        when ``problems`` is not given, are raised together as :class:`ManifestError`."""
+        collected: list[str] = [] if problems is None else problems
+        start = len(collected)
+        label = where or cls.__name__
+        if not isinstance(data, dict):
+            collected.append(f"{label}: expected an object, got {type(data).__name__}")
+            return _raise_or_none(collected, start, problems, label)
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("json", True)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            allowed = ", ".join(sorted(fields))
+            collected.append(f"{label}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+        values = {}
+        for name, spec in fields.items():
+            at = f"{where}.{name}" if where else name
+            if name not in data:
+                if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                    collected.append(f"{label}: missing required key {name!r}")
+                continue
+            before = len(collected)
+            value = _from_json(hints[name], data[name], at, collected)
+            if len(collected) == before:
+                collected.extend(spec.metadata.get("rule", lambda *_: [])(value, at))
+            values[name] = value
+        if len(collected) > start:
+            return _raise_or_none(collected, start, problems, label)
+        return cls(**values)
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of this value (optional keys holding None or ``""`` are left out)."""
+        out = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.metadata.get("json", True) and value is not None and value != "":
+                out[spec.name] = _to_json(value)
+        return out
+
+
+def _raise_or_none(collected: list[str], start: int, problems: list[str] | None, label: str) -> None:
+    if problems is None:
+        raise ManifestError(label, collected[start:])
+    return None
+
+
+def _from_json(hint: Any, value: object, at: str, problems: list[str]) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):  # ``X | None``: the key is optional, None is not JSON
+        return _from_json(next(a for a in args if a is not type(None)), value, at, problems)
+    if isinstance(hint, type) and issubclass(hint, Schema):
+        return hint.from_json(value, at, problems)
+    kind = {tuple: list}.get(origin, origin or hint)
+    if kind is Any or (isinstance(value, kind) and (hint is bool or not isinstance(value, bool))):
+        pass
+    elif hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    else:
+        expected = {list: "a list", dict: "an object"}.get(kind) or _TYPE_NAMES[hint]
+        problems.append(f"{at}: expected {expected}, got {value!r}")
+        return None
+    if origin is tuple:
+        return tuple(_from_json(args[0], v, f"{at}[{i}]", problems) for i, v in enumerate(value))
+    if origin is dict:
+        return {k: _from_json(args[1], v, f"{at}.{k}", problems) for k, v in value.items()}
+    return value
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Schema):
+        return value.to_json()
+    if isinstance(value, (tuple, list)):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class BackboneSpec(Schema):
+    """How to build the network the weights belong to.
+
+    ``name`` is a solo-learn backbone name (``resnet18``, ``resnet50``, ``vit_small``...) or a timm
+    model name; ``kwargs`` go to the constructor; ``cifar_stem`` (ResNets only) means solo-learn's
+    CIFAR layout: ``conv1`` = 3x3 conv, stride 1, padding 2, no bias, and ``maxpool`` = identity.
+    """
+
+    name: str = _rule(_safe_name)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    cifar_stem: bool = False
+
+
+@dataclass(frozen=True)
+class FileSpec(Schema):
+    """One downloadable file: local ``filename``, exact ``size`` in bytes, full ``sha256``, sources."""
+
+    filename: str = _rule(_safe_filename)
+    size: int = _rule(_positive_size)
+    sha256: str = _rule(_full_sha256)
+    urls: tuple[str, ...] = _rule(_sources)
+
+
+@dataclass(frozen=True)
+class EvalResult(Schema):
+    """One evaluation number: ``value`` (accuracy in %, 0-100) of ``metric`` under ``protocol``."""
+
+    protocol: str = _rule(_protocol)
+    metric: str
+    value: float = _rule(_percent)
+    dataset: str | None = None
+    split: str | None = None
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class Versions(Schema):
+    """Versions of solo-learn and of this package the checkpoint was trained with."""
+
+    solo_learn: str = _rule(_not_empty)
+    solo_directpred: str = _rule(_not_empty)
+
+
+@dataclass(frozen=True)
+class ZooEntry(Schema):
+    """A manifest entry; ``source`` (not part of the JSON) is the manifest file it came from."""
+
+    name: str = _rule(_safe_name)
+    method: str = _rule(_not_empty)
+    dataset: str = _rule(_not_empty)
+    backbone: BackboneSpec
+    epochs: int = _rule(_non_negative)
+    pretrain_config: dict[str, Any]
+    results: tuple[EvalResult, ...]
+    files: dict[str, FileSpec] = _rule(_file_roles)
+    versions: Versions
+    license: str = _rule(_not_empty)
+    description: str = ""
+    source: str = field(default="", metadata={"json": False})
+
+    def file(self, role: str = "backbone") -> FileSpec:
+        """The :class:`FileSpec` of ``role`` (one of :data:`FILE_ROLES`)."""
+        if role not in self.files:
+            raise ZooError(
+                f"checkpoint {self.name!r} has no {role!r} file; it has: {', '.join(sorted(self.files))}"
+            )
+        return self.files[role]
+
+
+@dataclass(frozen=True)
+class Manifest(Schema):
+    """A whole manifest document."""
+
+    schema_version: int = _rule(_supported_version)
+    checkpoints: tuple[ZooEntry, ...] = _rule(_unique_names)
+
+
+def validate_entry(data: object, where: str = "entry") -> list[str]:
+    """Every schema violation of one manifest entry (an empty list when it is valid)."""
+    problems: list[str] = []
+    ZooEntry.from_json(data, where, problems)
     return problems
 
 
 def validate_manifest(data: object) -> list[str]:
     """Every schema violation of a whole manifest (an empty list when it is valid)."""
-    if not isinstance(data, dict):
-        return [f"manifest: expected an object, got {type(data).__name__}"]
     problems: list[str] = []
-    _check_keys(data, "manifest", {"schema_version": int, "checkpoints": list}, {}, problems)
-    version = data.get("schema_version")
-    if _is_type(version, int) and version != SCHEMA_VERSION:
-        problems.append(
-            f"manifest.schema_version: {version} is not supported; this version reads {SCHEMA_VERSION}"
-        )
-    checkpoints = data.get("checkpoints")
-    if not isinstance(checkpoints, list):
-        return problems
-    seen: dict[str, int] = {}
-    for i, entry in enumerate(checkpoints):
-        problems.extend(validate_entry(entry, f"checkpoints[{i}]"))
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if isinstance(name, str):
-            if name in seen:
-                problems.append(f"checkpoints[{i}].name: {name!r} already used by checkpoints[{seen[name]}]")
-            seen.setdefault(name, i)
+    Manifest.from_json(data, "", problems)
     return problems
 
 
-def entry_from_json(data: dict[str, Any], source: str = "") -> ZooEntry:
-    """Build a :class:`ZooEntry` from an entry that passed :func:`validate_entry`."""
-    problems = validate_entry(data)
-    if problems:
-        raise ManifestError(source or "entry", problems)
-    backbone = data["backbone"]
-    return ZooEntry(
-        name=data["name"],
-        method=data["method"],
-        dataset=data["dataset"],
-        backbone=BackboneSpec(
-            name=backbone["name"],
-            kwargs=dict(backbone.get("kwargs", {})),
-            cifar_stem=bool(backbone.get("cifar_stem", False)),
-        ),
-        epochs=data["epochs"],
-        pretrain_config=dict(data["pretrain_config"]),
-        results=tuple(
-            EvalResult(
-                protocol=r["protocol"],
-                metric=r["metric"],
-                value=float(r["value"]),
-                dataset=r.get("dataset"),
-                split=r.get("split"),
-                details=r.get("details"),
-            )
-            for r in data["results"]
-        ),
-        files={
-            role: FileSpec(
-                filename=spec["filename"], size=spec["size"], sha256=spec["sha256"], urls=tuple(spec["urls"])
-            )
-            for role, spec in data["files"].items()
-        },
-        versions=dict(data["versions"]),
-        license=data["license"],
-        description=data.get("description", ""),
-        source=source,
-    )
-
-
-def entry_to_json(entry: ZooEntry) -> dict[str, Any]:
-    """The manifest form of ``entry`` (inverse of :func:`entry_from_json`)."""
-    out: dict[str, Any] = {
-        "name": entry.name,
-        "method": entry.method,
-        "dataset": entry.dataset,
-        "backbone": entry.backbone.to_json(),
-        "epochs": entry.epochs,
-        "pretrain_config": entry.pretrain_config,
-        "results": [{k: v for k, v in vars(r).items() if v is not None} for r in entry.results],
-        "files": {role: spec.to_json() for role, spec in entry.files.items()},
-        "versions": entry.versions,
-        "license": entry.license,
-    }
-    if entry.description:
-        out["description"] = entry.description
-    return out
-
-
-def read_manifest(path: str | os.PathLike[str]) -> dict[str, ZooEntry]:
-    """Read and validate one manifest file; raises :class:`ManifestError` listing every problem."""
-    path = Path(path)
-    data = _read_json(path)
-    return {e["name"]: entry_from_json(e, str(path)) for e in data["checkpoints"]}
-
-
 def _read_json(path: Path) -> dict[str, Any]:
-    """The validated manifest document in ``path``."""
+    """The manifest document in ``path``, validated."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
@@ -444,14 +397,21 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, ZooEntry]:
+    """Read and validate one manifest file; raises :class:`ManifestError` listing every problem."""
+    path = Path(path)
+    manifest = Manifest.from_json(_read_json(path))
+    return {e.name: dataclasses.replace(e, source=str(path)) for e in manifest.checkpoints}
+
+
 def manifest_paths() -> list[Path]:
     """The manifests read, in order: the shipped one, then those named by ``SOLO_DIRECTPRED_ZOO_MANIFEST``."""
     from solo_directpred.paths import zoo_dir
 
-    paths = [zoo_dir() / MANIFEST_FILENAME]
     extra = os.environ.get(USER_MANIFEST_ENV, "")
-    paths.extend(Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip())
-    return paths
+    return [zoo_dir() / MANIFEST_FILENAME] + [
+        Path(p).expanduser() for p in extra.split(os.pathsep) if p.strip()
+    ]
 
 
 def load_manifest(paths: Iterable[str | os.PathLike[str]] | None = None) -> dict[str, ZooEntry]:
@@ -471,22 +431,12 @@ def get_entry(name: str, manifest: Mapping[str, ZooEntry] | None = None) -> ZooE
     return manifest[name]
 
 
-def new_manifest(entries: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    """A manifest document holding ``entries`` (JSON form)."""
-    return {"schema_version": SCHEMA_VERSION, "checkpoints": list(entries)}
-
-
-def add_to_manifest(path: str | os.PathLike[str], entry: dict[str, Any]) -> None:
-    """Insert or replace ``entry`` (JSON form) in the manifest file ``path``, creating it if needed.
-
-    The result is validated before it is written; the write is atomic.
-    """
+def add_to_manifest(path: str | os.PathLike[str], entry: ZooEntry) -> None:
+    """Insert or replace ``entry`` in the manifest file ``path``, creating it if needed (atomic write)."""
     path = Path(path)
-    data = _read_json(path) if path.exists() else new_manifest()
-    data["checkpoints"] = [e for e in data["checkpoints"] if e.get("name") != entry.get("name")] + [entry]
-    problems = validate_manifest(data)
-    if problems:
-        raise ManifestError(str(path), problems)
+    data = _read_json(path) if path.exists() else {"schema_version": SCHEMA_VERSION, "checkpoints": []}
+    others = [e for e in data["checkpoints"] if e["name"] != entry.name]
+    data["checkpoints"] = [*others, entry.to_json()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -5,12 +5,15 @@
   ``conv1 = Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)`` and ``maxpool`` = identity.
 * solo-learn's ``vit_*``, ``swin_*`` and ``convnext_*`` names map to the timm models they wrap
   (:data:`TIMM_NAMES`); any other name is given to ``timm.create_model`` as is, with ``num_classes=0``.
-* solo-learn's ``wide_resnet28w*`` and ``poolformer_*`` (timm has none / a different layout) and the
-  ViTs of ``mocov3`` / ``mae`` are built with solo-learn's own constructor, which needs solo-learn.
+* solo-learn's ``wide_resnet28w*`` and ``poolformer_*`` (timm has none / a different layout), the ViTs
+  of ``mocov3`` / ``mae`` and names timm does not know go to the builders a host layer registered with
+  :func:`register_builder` (the solo-learn layer registers solo-learn's constructors with the plugin:
+  :mod:`solo_directpred.sololearn.backbones`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,25 +42,32 @@ TIMM_NAMES = {
 SOLO_VIT_METHODS = ("mocov3", "mae")
 #: solo-learn backbones that timm lacks or lays out differently (timm's poolformer_* is a MetaFormer).
 SOLO_ONLY_PREFIXES = ("poolformer_", "wide_resnet")
+#: ``builder(spec, method)`` -> the module, or None for a name it does not know; see :func:`register_builder`.
+Builder = Callable[[BackboneSpec, str], "nn.Module | None"]
+_HOST_BUILDERS: list[Builder] = []
+
+
+def register_builder(builder: Builder) -> None:
+    """Let ``builder`` build the backbones torchvision and timm lack (idempotent)."""
+    if builder not in _HOST_BUILDERS:
+        _HOST_BUILDERS.append(builder)
 
 
 def build_backbone(spec: BackboneSpec, method: str = "") -> nn.Module:
     """A randomly initialised backbone laid out as ``spec`` says (no classifier head).
 
-    ``method`` only matters for solo-learn's ViTs under ``mocov3``/``mae``, which need solo-learn.
+    ``method`` only matters for solo-learn's ViTs under ``mocov3``/``mae``, built by a host builder.
     """
     if spec.name in TORCHVISION_RESNETS:
         return _torchvision_resnet(spec)
     if spec.cifar_stem:
         raise ZooError(f"cifar_stem is only defined for {', '.join(TORCHVISION_RESNETS)}, not {spec.name!r}")
-    solo_only = spec.name.startswith(SOLO_ONLY_PREFIXES)
-    if solo_only or (spec.name.startswith("vit_") and method in SOLO_VIT_METHODS):
-        return _solo_backbone(spec, method)
     import timm
 
     timm_name = TIMM_NAMES.get(spec.name, spec.name)
-    if not timm.is_model(timm_name):
-        return _solo_backbone(spec, method)
+    solo_vit = spec.name.startswith("vit_") and method in SOLO_VIT_METHODS
+    if spec.name.startswith(SOLO_ONLY_PREFIXES) or solo_vit or not timm.is_model(timm_name):
+        return _host_backbone(spec, method)
     entrypoint = timm.models.model_entrypoint(timm_name)
     if entrypoint.__module__.startswith("solo."):
         # importing solo-learn re-registers convnext_*/poolformer_* in timm's registry with its own
@@ -80,23 +90,17 @@ def _torchvision_resnet(spec: BackboneSpec) -> nn.Module:
     return model
 
 
-def _solo_backbone(spec: BackboneSpec, method: str) -> nn.Module:
-    try:
-        from solo_directpred.compat import ensure_torchvision_importable
-
-        ensure_torchvision_importable()
-        from solo.methods.base import BaseMethod
-    except ImportError as err:
-        raise ZooError(
-            f"backbone {spec.name!r} (method {method or '-'!r}) has no torchvision/timm equivalent and "
-            "solo-learn is not installed; install the 'solo' extra to build it"
-        ) from err
-    if spec.name not in BaseMethod._BACKBONES:
-        raise ZooError(
-            f"unknown backbone {spec.name!r}: not a torchvision ResNet, not a timm model, not a solo-learn "
-            f"backbone ({', '.join(sorted(BaseMethod._BACKBONES))})"
-        )
-    return BaseMethod._BACKBONES[spec.name](method, **spec.kwargs)
+def _host_backbone(spec: BackboneSpec, method: str) -> nn.Module:
+    for builder in _HOST_BUILDERS:
+        model = builder(spec, method)
+        if model is not None:
+            return model
+    raise ZooError(
+        f"backbone {spec.name!r} (method {method or '-'!r}) is not a torchvision ResNet or a timm model, "
+        f"and no registered builder knows it ({len(_HOST_BUILDERS)} registered); solo-learn's backbones are "
+        "built once the plugin is registered: install the 'solo' extra and call "
+        "solo_directpred.sololearn.plugin.register() (every solo-directpred command does)"
+    )
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], spec: BackboneSpec) -> nn.Module:

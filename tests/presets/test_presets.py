@@ -24,7 +24,7 @@ PRETRAIN = sorted(
 LINEAR = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "linear").rglob("*.yaml"))
 PRIMARY_FILES = [ROOT / name for name in PRETRAIN + LINEAR] + sorted(configs_dir().glob("*.yaml"))
 
-#: Paper protocol (PAPER.md §5.1), after solo-learn's lr scaling: lr 0.03 at batch 128, wd 4e-4, EMA 0.996.
+#: Paper protocol (docs/presets.md), after solo-learn's lr scaling: lr 0.03 at batch 128, wd 4e-4, EMA 0.996.
 PAPER_STL_CIFAR = {
     "optimizer.name": "sgd",
     "optimizer.lr": 0.03,

@@ -129,7 +129,7 @@ def knn_lines(pretrained):
     with redirect_stdout(out):
         code = main(["knn", str(pretrained.run_dir)])
     assert code == 0
-    return [line for line in out.getvalue().splitlines() if line.startswith("knn:")]
+    return [line for line in out.getvalue().splitlines() if line.startswith("knn: features=")]
 
 
 @pytest.mark.slow
@@ -156,7 +156,7 @@ def test_knn_through_a_zoo_name_matches_the_run_directory(pretrained, knn_lines,
         pretrained.checkpoint, "digits-directpred-test", tmp_path, include_checkpoint=False
     )
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"schema_version": 1, "checkpoints": [result.entry]}))
+    manifest.write_text(json.dumps({"schema_version": 1, "checkpoints": [result.entry.to_json()]}))
     monkeypatch.setenv("SOLO_DIRECTPRED_ZOO_MANIFEST", str(manifest))
     cfg = compose_config(
         "directpred_knn.yaml", ["knn.feature_type=[backbone]", "knn.distance_function=[cosine]"]

@@ -1,4 +1,4 @@
-"""Spectral metrics against matrices whose answer is known in closed form (DESIGN §4)."""
+"""Spectral metrics against matrices whose answer is known in closed form (docs/spectral.md)."""
 
 from __future__ import annotations
 

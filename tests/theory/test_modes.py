@@ -17,7 +17,7 @@ from solo_directpred.theory.modes import (
 
 
 def test_paper_sanity_check_values():
-    # PAPER.md §7: tau = 1, sigma^2 = 0.5, alpha_p = 1, eta = 0.01.
+    # docs/theory.md, Eqn. 16: tau = 1, sigma^2 = 0.5, alpha_p = 1, eta = 0.01.
     p_minus, p_plus = fixed_points(1.0, 0.5, 0.01)
     assert p_plus == pytest.approx(0.65651, abs=5e-6)
     assert p_minus == pytest.approx(0.010155, abs=5e-7)

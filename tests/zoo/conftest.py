@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from huggingface_hub import constants
 
 from .helpers import LIFETIME_S, LoopbackServer, make_handler
 
@@ -36,17 +37,26 @@ def server():
 
 @pytest.fixture(autouse=True)
 def zoo_env(tmp_path, monkeypatch):
-    """A private cache, no user manifest, online, no Hub token; returns the cache root."""
+    """A private cache and Hugging Face cache, no user manifest, online, no Hub token; returns the cache root.
+
+    huggingface_hub reads ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE`` and ``HF_ENDPOINT`` when it is imported, so
+    the tests set its constants, as those variables would before the process starts.
+    """
     cache = tmp_path / "cache"
     monkeypatch.setenv("SOLO_DIRECTPRED_CACHE", str(cache))
-    for name in ("SOLO_DIRECTPRED_OFFLINE", "HF_HUB_OFFLINE", "SOLO_DIRECTPRED_ZOO_MANIFEST", "HF_TOKEN"):
+    for name in ("SOLO_DIRECTPRED_OFFLINE", "SOLO_DIRECTPRED_ZOO_MANIFEST", "HF_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf-token"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     return cache
 
 
 @pytest.fixture
 def hf_server(server, monkeypatch):
-    """The loopback server, with ``HF_ENDPOINT`` pointing at it."""
-    monkeypatch.setenv("HF_ENDPOINT", server.base)
+    """The loopback server as the Hugging Face endpoint (what ``HF_ENDPOINT`` sets at import)."""
+    monkeypatch.setattr(constants, "ENDPOINT", server.base)
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.base + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     return server

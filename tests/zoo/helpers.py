@@ -23,26 +23,22 @@ _RANGE_RE = re.compile(r"bytes=(\d+)-$")
 class Blob:
     """What the server answers for one path.
 
-    ``fail``: answer the next N requests with ``fail_status``; ``cut``: on the next N full bodies, send
-    only ``cut_at`` bytes and close; ``ignore_range``: always answer 200 with the whole body;
-    ``chunk_delay``: seconds slept per 64 KiB chunk (to make transfers overlap); ``redirect``: answer
-    302 to this path (as the Hub does to its storage backend).
+    ``fail``: answer the next N GET requests with ``fail_status``; ``cut``: on the next N bodies, send
+    only ``cut_at`` bytes and close; ``chunk_delay``: seconds slept per 64 KiB chunk (to make transfers
+    overlap). ``HEAD`` answers with the headers the Hugging Face Hub sends (``X-Repo-Commit``, ``ETag``).
     """
 
     data: bytes
-    status: int | None = None
     fail: int = 0
     fail_status: int = 503
-    retry_after: str | None = None
     cut: int = 0
     cut_at: int = 0
-    ignore_range: bool = False
     chunk_delay: float = 0.0
-    redirect: str | None = None
 
 
 @dataclass
 class Request:
+    method: str
     path: str
     range: str | None
     status: int
@@ -73,9 +69,15 @@ class LoopbackServer:
         self.add(f"/{repo}/resolve/{REVISION}/{filename}", data, **behaviour)
         return f"hf://{repo}@{REVISION}/{filename}"
 
-    def served(self, path_suffix: str) -> list[Request]:
+    @property
+    def file_requests(self) -> list[Request]:
+        """The requests for files: huggingface_hub's own ``/api/`` calls (its registries) left out."""
         with self.lock:
-            return [r for r in self.requests if r.path.endswith(path_suffix)]
+            return [r for r in self.requests if not r.path.startswith("/api/")]
+
+    def served(self, path_suffix: str, method: str = "GET") -> list[Request]:
+        with self.lock:
+            return [r for r in self.requests if r.path.endswith(path_suffix) and r.method == method]
 
 
 def make_handler(server: LoopbackServer):
@@ -85,24 +87,26 @@ def make_handler(server: LoopbackServer):
         def log_message(self, *args) -> None:
             pass
 
+        def do_HEAD(self) -> None:
+            blob, record = self._record("HEAD")
+            if blob is not None:
+                record.status = 200
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(blob.data)))
+                self.send_header("ETag", f'"{sha256(blob.data)}"')
+                self.send_header("X-Repo-Commit", REVISION)
+                self.end_headers()
+
         def do_GET(self) -> None:
-            blob = server.blobs.get(self.path)
-            record = Request(self.path, self.headers.get("Range"), 0, 0, self.headers.get("Authorization"))
-            with server.lock:
-                server.requests.append(record)
+            blob, record = self._record("GET")
             if blob is None:
-                return self._error(record, 404)
+                return
             if blob.fail > 0:
                 blob.fail -= 1
-                headers = {"Retry-After": blob.retry_after} if blob.retry_after else {}
-                return self._error(record, blob.fail_status, headers)
-            if blob.status is not None:
-                return self._error(record, blob.status)
-            if blob.redirect is not None:
-                return self._error(record, 302, {"Location": server.base + blob.redirect})
+                return self._error(record, blob.fail_status)
             start, size = 0, len(blob.data)
             match = _RANGE_RE.match(record.range or "")
-            if match and not blob.ignore_range:
+            if match:
                 start = int(match.group(1))
                 if start >= size:
                     return self._error(record, 416, {"Content-Range": f"bytes */{size}"})
@@ -123,6 +127,17 @@ def make_handler(server: LoopbackServer):
                 if blob.chunk_delay:
                     time.sleep(blob.chunk_delay)
             self.wfile.flush()
+
+        def _record(self, method: str) -> tuple[Blob | None, Request]:
+            """Log the request; answer 404 (blob None) when nothing is served at its path."""
+            blob = server.blobs.get(self.path)
+            headers = self.headers
+            record = Request(method, self.path, headers.get("Range"), 0, 0, headers.get("Authorization"))
+            with server.lock:
+                server.requests.append(record)
+            if blob is None:
+                self._error(record, 404)
+            return blob, record
 
         def _error(self, record: Request, status: int, headers: dict[str, str] | None = None) -> None:
             record.status = status

@@ -103,3 +103,15 @@ def test_unrelated_json_beside_the_weights_is_ignored(tmp_path):
     assert torch.equal(
         weights.state["layer1.0.bn1.running_mean"], model.state_dict()["layer1.0.bn1.running_mean"]
     )
+
+
+def test_backbones_only_solo_learn_has_need_its_registered_builder(monkeypatch):
+    from solo_directpred.zoo import BackboneSpec, ZooError, build_backbone, models
+
+    monkeypatch.setattr(models, "_HOST_BUILDERS", [])
+    with pytest.raises(ZooError, match=r"'wide_resnet28w2'.*0 registered.*sololearn\.plugin\.register\(\)"):
+        build_backbone(BackboneSpec("wide_resnet28w2"), "byol")
+    built = []
+    models.register_builder(lambda spec, method: built.append((spec.name, method)) or torch.nn.Identity())
+    assert isinstance(build_backbone(BackboneSpec("wide_resnet28w2"), "byol"), torch.nn.Identity)
+    assert built == [("wide_resnet28w2", "byol")]

@@ -1,4 +1,8 @@
-"""Download life cycle against a loopback HTTP server: fresh, resume, hashes, retries, offline, locking."""
+"""Download life cycle against a loopback HTTP server: fresh, hashes, mirrors, the Hub, offline, locking.
+
+``https://``-style sources go through ``torch.hub.download_url_to_file`` and ``hf://`` sources through
+``huggingface_hub.hf_hub_download`` against the same server acting as the Hub (``HEAD`` + ``GET``).
+"""
 
 from __future__ import annotations
 
@@ -19,13 +23,12 @@ from solo_directpred.zoo import (
     resolve_checkpoint,
     sha256_file,
 )
-from solo_directpred.zoo import transfer as transfer_module
 
 from .helpers import REVISION, make_entry, sha256, write_manifest
 
 SIZE = 300_000
 DATA = bytes((i * 7 + i // 251) % 256 for i in range(SIZE))
-FAST = {"backoff": 0.0, "progress": False}
+FAST = {"progress": False}
 
 
 def test_fresh_download_verifies_and_leaves_no_partial_file(server, tmp_path):
@@ -44,50 +47,11 @@ def test_second_call_uses_the_cache_without_network(server, tmp_path):
     assert len(server.served("/w.bin")) == 1
 
 
-def test_interrupted_transfer_resumes_with_a_range_request(server, tmp_path):
-    cut_at = 123_456
-    url = server.add("/w.bin", DATA, cut=1, cut_at=cut_at)
-    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, **FAST)
-    assert dest.read_bytes() == DATA
-    first, second = server.served("/w.bin")
-    assert (first.range, first.sent) == (None, cut_at)
-    assert (second.range, second.status, second.sent) == (f"bytes={cut_at}-", 206, SIZE - cut_at)
-
-
-def test_partial_file_from_a_killed_process_is_resumed(server, tmp_path):
-    url = server.add("/w.bin", DATA)
-    (tmp_path / "w.bin.part").write_bytes(DATA[:100_000])
-    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, **FAST)
-    assert sha256_file(dest) == sha256(DATA)
-    (request,) = server.served("/w.bin")
-    assert (request.range, request.sent) == ("bytes=100000-", SIZE - 100_000)
-
-
-@pytest.mark.parametrize("stale_size", [SIZE, 1000])
-def test_stale_partial_file_of_another_upload_is_replaced(server, tmp_path, stale_size):
-    url = server.add("/w.bin", DATA)
-    (tmp_path / "w.bin.part").write_bytes(bytes(stale_size))
-    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, **FAST)
-    assert dest.read_bytes() == DATA
-    expected = (
-        [(None, SIZE)] if stale_size == SIZE else [(f"bytes={stale_size}-", SIZE - stale_size), (None, SIZE)]
-    )
-    assert [(r.range, r.sent) for r in server.served("/w.bin")] == expected
-
-
 def test_force_downloads_again(server, tmp_path):
     url = server.add("/w.bin", DATA)
     for _ in range(2):
         fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), force=True, **FAST)
     assert [r.sent for r in server.served("/w.bin")] == [SIZE, SIZE]
-
-
-def test_server_ignoring_range_restarts_from_zero(server, tmp_path):
-    url = server.add("/w.bin", DATA, ignore_range=True)
-    (tmp_path / "w.bin.part").write_bytes(b"\0" * 5000)  # garbage that must not end up in the file
-    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, **FAST)
-    assert dest.read_bytes() == DATA
-    assert [(r.status, r.sent) for r in server.served("/w.bin")] == [(200, SIZE)]
 
 
 def test_wrong_hash_is_refused_and_nothing_is_left_in_place(server, tmp_path):
@@ -99,51 +63,33 @@ def test_wrong_hash_is_refused_and_nothing_is_left_in_place(server, tmp_path):
     assert not (tmp_path / "w.bin").exists() and not (tmp_path / "w.bin.part").exists()
 
 
-def test_server_errors_are_retried_with_exponential_backoff(server, tmp_path, monkeypatch):
-    delays: list[float] = []
-    monkeypatch.setattr(transfer_module.time, "sleep", delays.append)
-    url = server.add("/w.bin", DATA, fail=3, fail_status=503)
-    dest = fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), retries=4, backoff=0.5, progress=False)
-    assert dest.read_bytes() == DATA
-    assert [r.status for r in server.served("/w.bin")] == [503, 503, 503, 200]
-    assert delays == [0.5, 1.0, 2.0]
-
-
-def test_retry_after_header_sets_the_delay(server, tmp_path, monkeypatch):
-    delays: list[float] = []
-    monkeypatch.setattr(transfer_module.time, "sleep", delays.append)
-    url = server.add("/w.bin", DATA, fail=1, fail_status=429, retry_after="7")
-    fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), backoff=0.5, progress=False)
-    assert delays == [7.0]
-
-
-def test_persistent_server_error_gives_up_after_the_retries(server, tmp_path):
-    url = server.add("/w.bin", DATA, fail=100, fail_status=500)
-    with pytest.raises(DownloadError, match="gave up after 3 attempts; last error: HTTP 500"):
-        fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), retries=2, **FAST)
-    assert len(server.served("/w.bin")) == 3
-
-
-def test_404_is_not_retried(server, tmp_path):
-    url = server.base + "/missing.bin"
-    with pytest.raises(DownloadError, match="HTTP 404") as info:
-        fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), retries=5, **FAST)
+def test_dead_sources_are_all_named_in_the_error(server, tmp_path):
+    urls = [server.base + "/missing.bin", server.add("/down.bin", DATA, fail=1, fail_status=503)]
+    expected = "(?s)missing.bin: HTTPError: HTTP Error 404.*down.bin: .*503"
+    with pytest.raises(DownloadError, match=expected) as info:
+        fetch_file(urls, tmp_path / "w.bin", sha256=sha256(DATA), **FAST)
     assert not isinstance(info.value, HashMismatchError)
-    assert len(server.served("/missing.bin")) == 1
+    assert [r.status for r in server.file_requests] == [404, 503]
+    assert not (tmp_path / "w.bin").exists() and not (tmp_path / "w.bin.part").exists()
 
 
 def test_next_mirror_is_tried_after_a_dead_link(server, tmp_path):
     good = server.add("/mirror/w.bin", DATA)
     dest = fetch_file([server.base + "/dead/w.bin", good], tmp_path / "w.bin", sha256=sha256(DATA), **FAST)
     assert dest.read_bytes() == DATA
-    assert [r.status for r in server.requests] == [404, 200]
+    assert [r.status for r in server.file_requests] == [404, 200]
 
 
 def test_progress_bar_reports_the_transfer(server, tmp_path, capsys):
     url = server.add("/w.bin", DATA)
-    fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, backoff=0.0, progress=True)
-    err = capsys.readouterr().err
-    assert "w.bin" in err and "100%" in err
+    fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE, progress=True)
+    assert "100%" in capsys.readouterr().err
+
+
+def test_wrong_size_is_refused_before_hashing(server, tmp_path):
+    url = server.add("/w.bin", DATA)
+    with pytest.raises(HashMismatchError, match=f"got {SIZE} bytes, the manifest says {SIZE + 1}"):
+        fetch_file([url], tmp_path / "w.bin", sha256=sha256(DATA), size=SIZE + 1, **FAST)
 
 
 def _hf_manifest(tmp_path: Path, hf_server, data: bytes = DATA, **behaviour) -> dict:
@@ -152,40 +98,64 @@ def _hf_manifest(tmp_path: Path, hf_server, data: bytes = DATA, **behaviour) -> 
     return load_manifest([write_manifest(tmp_path / "m.json", entry)])
 
 
-def test_hf_reference_resolves_against_the_endpoint(tmp_path, hf_server, zoo_env):
+def test_hf_reference_resolves_against_the_endpoint(tmp_path, hf_server, zoo_env, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
     manifest = _hf_manifest(tmp_path, hf_server)
     path = download("net", manifest=manifest, **FAST)
     assert path == zoo_env / "zoo" / "net" / "net.safetensors"
     assert path.read_bytes() == DATA
-    assert [r.path for r in hf_server.requests] == [f"/org/zoo/resolve/{REVISION}/net.safetensors"]
+    hub_path = f"/org/zoo/resolve/{REVISION}/net.safetensors"
+    assert [(r.method, r.path, r.authorization) for r in hf_server.file_requests] == [
+        ("HEAD", hub_path, "Bearer hf_secret"),
+        ("GET", hub_path, "Bearer hf_secret"),
+    ]
+    # the bytes sit in huggingface_hub's cache, under the pinned commit, and are linked into place
+    (snapshot,) = (tmp_path / "hf-cache").glob(f"models--org--zoo/snapshots/{REVISION}/net.safetensors")
+    assert snapshot.resolve().stat().st_ino == path.stat().st_ino or snapshot.read_bytes() == DATA
+    assert download("net", manifest=manifest, **FAST) == path
+    assert len(hf_server.served("net.safetensors")) == 1
 
 
-def test_hub_redirect_keeps_range_and_drops_the_token(tmp_path, hf_server, monkeypatch):
-    monkeypatch.setenv("HF_TOKEN", "hf_secret")
-    hf_server.add("/cdn/blob", DATA, cut=1, cut_at=50_000)
-    manifest = _hf_manifest(tmp_path, hf_server, redirect="/cdn/blob")
+def test_hub_transfer_cut_short_is_retried_by_huggingface_hub(tmp_path, hf_server, monkeypatch):
+    """huggingface_hub retries a broken transfer from its last complete 10 MiB chunk (none here)."""
+    import huggingface_hub.file_download
+
+    monkeypatch.setattr(huggingface_hub.file_download.time, "sleep", lambda _: None)
+    manifest = _hf_manifest(tmp_path, hf_server, cut=1, cut_at=120_000)
     assert download("net", manifest=manifest, **FAST).read_bytes() == DATA
-    hub = [(r.status, r.range, r.authorization) for r in hf_server.served("/net.safetensors")]
-    cdn = [(r.status, r.range, r.authorization, r.sent) for r in hf_server.served("/cdn/blob")]
-    assert hub == [(302, None, "Bearer hf_secret"), (302, "bytes=50000-", "Bearer hf_secret")]
-    assert cdn == [(200, None, None, 50_000), (206, "bytes=50000-", None, SIZE - 50_000)]
+    gets = [(r.range, r.sent) for r in hf_server.served("net.safetensors")]
+    assert gets == [(None, 120_000), (None, SIZE)]
 
 
 def test_corrupt_cached_file_is_detected_and_fetched_again(tmp_path, hf_server):
     manifest = _hf_manifest(tmp_path, hf_server)
     path = download("net", manifest=manifest, **FAST)
-    path.write_bytes(DATA[:-1] + b"\x00")  # same size, one byte flipped
+    path.write_bytes(DATA[:-1] + b"\x00")  # same size, one byte flipped (the Hub cache's blob too, if linked)
     assert download("net", manifest=manifest, **FAST).read_bytes() == DATA
-    assert len(hf_server.requests) == 2
+    assert len(hf_server.served("net.safetensors")) == 2
 
 
-@pytest.mark.parametrize("variable", ["SOLO_DIRECTPRED_OFFLINE", "HF_HUB_OFFLINE"])
+@pytest.mark.parametrize("variable", ["SOLO_DIRECTPRED_OFFLINE=1", "HF_HUB_OFFLINE"])
 def test_offline_mode_names_what_is_missing_and_stays_offline(tmp_path, hf_server, monkeypatch, variable):
+    from huggingface_hub import constants
+
     manifest = _hf_manifest(tmp_path, hf_server)
-    monkeypatch.setenv(variable, "1")
-    with pytest.raises(OfflineError, match=f"not in the cache .* offline mode is on \\({variable}=1\\)"):
+    if variable == "HF_HUB_OFFLINE":
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
+    else:
+        monkeypatch.setenv(*variable.split("="))
+    with pytest.raises(OfflineError, match=f"not in the cache .* offline mode is on \\({variable}\\)"):
         download("net", manifest=manifest, **FAST)
-    assert hf_server.requests == []
+    assert hf_server.file_requests == []
+
+
+def test_offline_mode_serves_the_hugging_face_cache(tmp_path, hf_server, monkeypatch, zoo_env):
+    manifest = _hf_manifest(tmp_path, hf_server)
+    online = download("net", manifest=manifest, **FAST)
+    online.unlink()  # gone from the zoo's cache, still in huggingface_hub's
+    monkeypatch.setenv("SOLO_DIRECTPRED_OFFLINE", "1")
+    assert download("net", manifest=manifest, **FAST).read_bytes() == DATA
+    assert len(hf_server.file_requests) == 2
 
 
 def test_offline_mode_serves_a_verified_cached_copy(tmp_path, hf_server, monkeypatch):
@@ -194,7 +164,7 @@ def test_offline_mode_serves_a_verified_cached_copy(tmp_path, hf_server, monkeyp
     monkeypatch.setenv("SOLO_DIRECTPRED_OFFLINE", "true")
     assert download("net", manifest=manifest, **FAST) == online
     assert resolve_checkpoint("net", manifest=manifest) == online
-    assert len(hf_server.requests) == 1
+    assert len(hf_server.file_requests) == 2  # the online HEAD and GET
     online.write_bytes(b"corrupt")
     with pytest.raises(OfflineError, match="is corrupt"):
         download("net", manifest=manifest, **FAST)
@@ -219,7 +189,7 @@ def test_bare_reference_with_a_wrong_hash_is_refused(hf_server):
 def test_bare_url_with_another_scheme_is_refused(server, scheme):
     with pytest.raises(ZooError, match=f"scheme '{scheme}'; allowed: https, hf, file"):
         resolve_checkpoint(server.base.replace("http", scheme, 1) + "/x.pt")
-    assert server.requests == []
+    assert server.file_requests == []
 
 
 def test_threads_fetching_one_file_download_it_once(server, tmp_path):
@@ -246,7 +216,7 @@ def test_threads_fetching_one_file_download_it_once(server, tmp_path):
 
 def _fetch_after_barrier(url: str, dest: str, digest: str, barrier) -> None:
     barrier.wait(timeout=60)
-    fetch_file([url], dest, sha256=digest, backoff=0.0, progress=False)
+    fetch_file([url], dest, sha256=digest, progress=False)
 
 
 @pytest.mark.skipif(

@@ -7,14 +7,13 @@ import json
 
 import pytest
 
-from solo_directpred.paths import zoo_dir
+from solo_directpred.paths import cache_dir, zoo_dir
 from solo_directpred.zoo import ManifestError, ZooError, get_entry, load_manifest, validate_manifest
-from solo_directpred.zoo.cache import cache_dir, entry_path, url_path
+from solo_directpred.zoo.hub import entry_path, url_path
 from solo_directpred.zoo.manifest import (
+    ZooEntry,
     add_to_manifest,
     check_source,
-    entry_from_json,
-    entry_to_json,
     manifest_paths,
     read_manifest,
     validate_entry,
@@ -45,10 +44,10 @@ def test_shipped_manifest_is_found_and_valid():
 def test_valid_entry_round_trips():
     data = _entry(description="resnet18 on CIFAR-10")
     assert validate_entry(data) == []
-    entry = entry_from_json(data)
+    entry = ZooEntry.from_json(data)
     assert entry.backbone.cifar_stem is True and entry.results[0].value == 42.5
-    assert entry.file("backbone").size == len(b"weights")
-    assert entry_to_json(entry) == data
+    assert entry.file("backbone").size == len(b"weights") and entry.versions.solo_learn == "1.0.6"
+    assert entry.to_json() == data
 
 
 @pytest.mark.parametrize(
@@ -138,7 +137,7 @@ def test_entry_violations_are_all_reported_at_once():
         "epochs: must be >= 0",
         "license: must not be empty",
         "must lie in [0, 100], got 120.0",
-        "versions.solo_directpred",
+        "entry.versions: missing required key 'solo_directpred'",
     ):
         assert any(expected in p for p in problems), (expected, problems)
 
@@ -183,14 +182,13 @@ def test_user_manifest_from_the_environment_overrides_by_name(tmp_path, monkeypa
 
 def test_add_to_manifest_inserts_and_replaces(tmp_path):
     path = tmp_path / "sub" / "m.json"
-    add_to_manifest(path, _entry(epochs=1))
-    add_to_manifest(path, _entry(epochs=3))
-    add_to_manifest(path, _entry(name="second"))
+    add_to_manifest(path, ZooEntry.from_json(_entry(epochs=1)))
+    add_to_manifest(path, ZooEntry.from_json(_entry(epochs=3)))
+    add_to_manifest(path, ZooEntry.from_json(_entry(name="second")))
     manifest = read_manifest(path)
     assert sorted(manifest) == ["net", "second"] and manifest["net"].epochs == 3
     with pytest.raises(ManifestError, match="has scheme 'http'"):
-        add_to_manifest(path, _with_file(urls=["http://example.org/x.safetensors"]))
-    assert sorted(read_manifest(path)) == ["net", "second"]
+        ZooEntry.from_json(_with_file(urls=["http://example.org/x.safetensors"]))
 
 
 def test_cache_locations_follow_the_environment(tmp_path, monkeypatch, zoo_env):
@@ -204,7 +202,7 @@ def test_cache_locations_follow_the_environment(tmp_path, monkeypatch, zoo_env):
 
 
 def test_cache_paths_stay_inside_the_cache(zoo_env):
-    entry = entry_from_json(_entry())
+    entry = ZooEntry.from_json(_entry())
     assert entry_path(entry) == zoo_env / "zoo" / "net" / "net.safetensors"
     # an entry that bypassed validation still cannot write outside the cache
     with pytest.raises(ZooError, match="not a safe file name"):

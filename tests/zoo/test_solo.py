@@ -84,7 +84,7 @@ def test_solo_checkpoint_exports_and_loads_equal(solo_run, tmp_path):
     ckpt, _, backbone = solo_run
     assert (ckpt.parent / "args.json").is_file()
     result = export_checkpoint(ckpt, "byol-solo", tmp_path / "out")
-    entry = result.entry
+    entry = result.entry.to_json()
     assert (entry["method"], entry["dataset"], entry["epochs"]) == ("byol", "cifar10", 1)
     assert entry["backbone"] == {"name": "resnet18", "kwargs": {}, "cifar_stem": True}
     assert entry["pretrain_config"]["method_kwargs"]["proj_output_dim"] == 16
@@ -128,18 +128,22 @@ def test_omegaconf_hyperparameters_in_a_solo_checkpoint(solo_run, tmp_path):
     lonely.parent.mkdir()
     torch.save(raw, lonely)
     result = export_checkpoint(lonely, "from-hparams", tmp_path / "out")
-    assert (result.entry["method"], result.entry["dataset"]) == ("byol", "cifar10")
+    assert (result.entry.to_json()["method"], result.entry.to_json()["dataset"]) == ("byol", "cifar10")
     assert json.loads(result.metadata.read_text())["pretrain_config"]["optimizer"]["batch_size"] == 4
     loaded = load_backbone(result.weights).state_dict()
     assert torch.equal(loaded["conv1.weight"], backbone.state_dict()["conv1.weight"])
 
 
 def test_solo_only_backbone_round_trips(tmp_path):
-    """wide_resnet28w2 exists only in solo-learn, so it is built with solo-learn's constructor."""
+    """wide_resnet28w2 exists only in solo-learn: the zoo builds it with the constructor the solo-learn
+    layer registers (the zoo itself never imports solo-learn)."""
     from solo.methods.base import BaseMethod
+
+    from solo_directpred.sololearn.plugin import register
 
     from .helpers import write_solo_run
 
+    register()
     torch.manual_seed(0)
     reference = BaseMethod._BACKBONES["wide_resnet28w2"]("byol").eval()
     ckpt = write_solo_run(tmp_path / "run", reference, arch="wide_resnet28w2")
