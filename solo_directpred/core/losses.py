@@ -34,6 +34,11 @@ ISOLOSSES = ("isoloss", "isoloss_euclidean")
 _NORM_EPS = 1e-8  # as F.cosine_similarity: keeps a zero vector from dividing by zero
 
 
+def _float32(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Half-precision inputs upcast: ‖p‖³ and squared norms of raw projections overflow float16 (65504)."""
+    return tuple(t.float() if t.dtype in (torch.float16, torch.bfloat16) else t for t in tensors)
+
+
 def cosine_prediction_loss(prediction: Tensor, target: Tensor) -> Tensor:
     """‖p/‖p‖ − sg(z)/‖sg(z)‖‖² = 2 − 2·cos(p, sg(z)), averaged over the batch.
 
@@ -65,7 +70,8 @@ def euclidean_prediction_loss(prediction: Tensor, target: Tensor) -> Tensor:
     Returns:
         Scalar tensor ≥ 0. ``∇_z = 2 (p − z_t) W_pᵀ / B``.
     """
-    return (prediction - target.detach()).pow(2).sum(dim=-1).mean()
+    prediction, target = _float32(prediction, target.detach())
+    return (prediction - target).pow(2).sum(dim=-1).mean()
 
 
 def isoloss(z: Tensor, prediction: Tensor, target: Tensor) -> Tensor:
@@ -85,7 +91,7 @@ def isoloss(z: Tensor, prediction: Tensor, target: Tensor) -> Tensor:
     Returns:
         Scalar tensor. Its value is a surrogate (not the cosine loss); only its gradient is meaningful.
     """
-    target = target.detach()
+    z, prediction, target = _float32(z, prediction, target.detach())
     with torch.no_grad():
         p_norm = prediction.norm(dim=-1).clamp_min(_NORM_EPS)
         t_norm = target.norm(dim=-1).clamp_min(_NORM_EPS)
@@ -110,6 +116,7 @@ def isoloss_euclidean(z: Tensor, prediction: Tensor, target: Tensor) -> Tensor:
     Returns:
         Scalar tensor ≥ 0.
     """
+    z, prediction, target = _float32(z, prediction, target)
     anchor = (target + z - prediction).detach()
     return (z - anchor).pow(2).sum(dim=-1).mean()
 

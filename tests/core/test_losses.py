@@ -153,3 +153,18 @@ def test_symmetric_loss_dispatches_and_needs_projections_for_isoloss():
         symmetric_prediction_loss(preds, [zt, zt2], "isoloss")
     with pytest.raises(ValueError, match="loss must be one of"):
         prediction_loss("mse", z, z, zt)
+
+
+@pytest.mark.parametrize("loss", ["euclidean", "isoloss", "isoloss_euclidean"])
+def test_half_precision_projections_of_large_norm_do_not_overflow(loss):
+    """‖p‖ ≈ 110: ‖p‖³ and ‖p − z_t‖² exceed float16's 65504; the losses compute in float32."""
+    z, Wp, zt, _, _ = _problem(seed=2)
+    z, zt = 50.0 * z, 50.0 * zt
+    reference = _grad_z(loss, z.float(), Wp.float(), zt.float())
+    half = z.half().requires_grad_()
+    value = prediction_loss(loss, half, half @ Wp.half(), zt.half())
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    torch.testing.assert_close(
+        half.grad.float(), reference, rtol=2e-2, atol=1e-3 * reference.abs().max().item()
+    )
