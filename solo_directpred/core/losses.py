@@ -22,8 +22,6 @@ sets to 1 (see :mod:`solo_directpred.theory.loss_modes`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -127,10 +125,11 @@ def prediction_loss(loss: str, z: Tensor, prediction: Tensor, target: Tensor) ->
         return cosine_prediction_loss(prediction, target)
     if loss == "euclidean":
         return euclidean_prediction_loss(prediction, target)
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    iso: Callable[[Tensor, Tensor, Tensor], Tensor] = isoloss if loss == "isoloss" else isoloss_euclidean
-    return iso(z, prediction, target)
+    if loss == "isoloss":
+        return isoloss(z, prediction, target)
+    if loss == "isoloss_euclidean":
+        return isoloss_euclidean(z, prediction, target)
+    raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
 def symmetric_prediction_loss(

@@ -70,7 +70,10 @@ def euclidean_mode_velocity(
 def effective_learning_rate(
     s: np.ndarray, velocity: np.ndarray, sigma2: float, tau: float = 1.0, alpha: float = 0.5, eps: float = 0.0
 ) -> np.ndarray:
-    """``(ds_j/dt) / (2 s_j (τ − (1+σ²) p_j))``: mode j's rate relative to the plain gradient on its error."""
+    """``(ds_j/dt) / (2 s_j (τ − (1+σ²) p_j))``: mode j's rate relative to the plain gradient on its error.
+
+    Undefined (a division by zero) for a mode at its fixed point ``p_j = τ/(1+σ²)``.
+    """
     s = np.asarray(s, dtype=np.float64)
     p = predictor_eigenvalues(s, alpha, eps)
     return np.asarray(velocity) / (2.0 * s * (tau - (1.0 + sigma2) * p))
@@ -80,6 +83,8 @@ def exact_views(num_samples: int, dim: int, sigma2: float, seed: int = 0) -> tup
     """Two (N, d) views whose sample moments are exactly the model's: ``x1ᵀx1/N = x2ᵀx2/N = (1+σ²)I``,
     ``x1ᵀx2/N = I``. Averages of quadratic losses over them equal the expectations (no sampling error).
     """
+    if num_samples <= 2 * dim:
+        raise ValueError(f"num_samples={num_samples} must exceed 2*dim={2 * dim} for exact moments")
     rng = np.random.default_rng(seed)
     g = rng.standard_normal((num_samples, 2 * dim))
     g -= g.mean(axis=0)

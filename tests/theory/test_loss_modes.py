@@ -23,6 +23,8 @@ def test_exact_views_have_the_models_moments():
     np.testing.assert_allclose(x1.T @ x1 / n, (1 + SIGMA2) * np.eye(4), atol=1e-12)
     np.testing.assert_allclose(x2.T @ x2 / n, (1 + SIGMA2) * np.eye(4), atol=1e-12)
     np.testing.assert_allclose(x1.T @ x2 / n, np.eye(4), atol=1e-12)
+    with pytest.raises(ValueError, match="must exceed 2\\*dim=8"):
+        exact_views(8, 4, SIGMA2)
 
 
 @pytest.mark.parametrize(("alpha", "eps", "tau"), [(0.5, 0.0, 1.0), (0.5, 0.1, 0.8), (1.0, 0.05, 1.0)])
