@@ -15,7 +15,9 @@ method name                 target                       ``method_kwargs.predict
 
 ``method_kwargs.predictor`` may be set explicitly to any of ``directpred``, ``directcopy``, ``directset``
 (any α) or ``linear`` in any of them. The projector is the paper's Linear–BN–ReLU–Linear MLP. The loss is
-the symmetrised normalised loss Σ_{v≠v′} 2 − 2 cos(W_p z_v, sg(z′_{v′})). Analytic statistics are updated
+symmetrised, Σ_{v≠v′} L(z_v, W_p z_v, sg(z′_{v′})), with L chosen by ``method_kwargs.loss``: ``cosine``
+(default, 2 − 2 cos), ``euclidean``, ``isoloss`` or ``isoloss_euclidean`` (docs/losses.md; the IsoLoss
+forms need an analytic, non-trainable W_p). Analytic statistics are updated
 in ``training_step`` only, after the loss is built (the prediction of a step uses W_p from the statistics
 up to the previous step).
 """
@@ -34,7 +36,7 @@ from solo.utils.momentum import initialize_momentum_params
 from torch import nn
 
 from solo_directpred.core import SOLVERS, AnalyticPredictor, LinearPredictor
-from solo_directpred.core.losses import symmetric_prediction_loss
+from solo_directpred.core.losses import ISOLOSSES, LOSSES, symmetric_prediction_loss
 
 PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear")
 
@@ -170,6 +172,24 @@ def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omeg
     return cfg
 
 
+def validate_loss_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+    """Fill and check ``method_kwargs.loss`` (after :func:`validate_predictor_cfg`; raises ConfigError)."""
+    kw = cfg.method_kwargs
+    kw.loss = _select(cfg, "method_kwargs.loss", "cosine")
+    if kw.loss not in LOSSES:
+        _fail("method_kwargs.loss", kw.loss, f"must be one of {LOSSES}")
+    if kw.loss in ISOLOSSES and (kw.predictor == "linear" or kw.trainable):
+        got = f"predictor={kw.predictor}" + ("" if kw.predictor == "linear" else ", trainable=true")
+        _fail(
+            "method_kwargs.loss",
+            kw.loss,
+            "IsoLoss needs the fixed symmetric PSD W_p of an analytic predictor (predictor=directpred, "
+            f"directcopy or directset with trainable=false; got {got}); with this predictor use "
+            "loss='cosine' or 'euclidean'",
+        )
+    return cfg
+
+
 def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     """Fill ``cfg.spectral`` (the monitor's section) with its defaults; the monitor checks the rest."""
     cfg.spectral = _select(cfg, "spectral", {})
@@ -238,6 +258,7 @@ class _LinearPredictorMixin:
         kw = cfg.method_kwargs
         self.projector = build_projector(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim)
         self.predictor = build_predictor(kw)
+        self.loss_kind = kw.loss
         self.spectral_cfg = OmegaConf.to_container(cfg.spectral, resolve=True)
 
     @property
@@ -267,12 +288,15 @@ class _LinearPredictorMixin:
     def _predictor_step(self, out: dict[str, Any], targets: list[torch.Tensor]) -> torch.Tensor:
         """Loss of this step, then the analytic statistics update; logs the training metrics."""
         Z, P = out["z"], out["p"]
-        loss = symmetric_prediction_loss(P, targets)
+        loss = symmetric_prediction_loss(P, targets, self.loss_kind, Z)
         if self.is_analytic:
             self.predictor.update(*Z[: self.num_large_crops])
         with torch.no_grad():
             z_std = F.normalize(torch.stack(Z[: self.num_large_crops]), dim=-1).std(dim=1).mean()
-        self.log_dict({"train_neg_cos_sim": loss, "train_z_std": z_std}, on_epoch=True, sync_dist=True)
+            metrics = {"train_neg_cos_sim": loss, "train_z_std": z_std}
+            if self.loss_kind != "cosine":  # the cosine loss stays logged, comparable across losses
+                metrics.update(train_neg_cos_sim=symmetric_prediction_loss(P, targets), train_loss=loss)
+        self.log_dict(metrics, on_epoch=True, sync_dist=True)
         if self.is_analytic:
             # Running counts, identical on every rank (the statistics are all-reduced): logged per step,
             # with no collective and no epoch mean.
@@ -307,6 +331,7 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
         method_kwargs:
             proj_hidden_dim (int), proj_output_dim (int): projector sizes (d = proj_output_dim).
             predictor (str): directpred | directcopy | directset | linear.
+            loss (str): cosine (default) | euclidean | isoloss | isoloss_euclidean (docs/losses.md).
             analytic: rho, eps, alpha, freq, normalize, offset, center, solver, eigh_dtype, ns_iters,
                 power_iters, trainable (see ``AnalyticPredictor``).
             linear: bias, symmetric, lr_multiplier (α_p), weight_decay, init.
@@ -323,7 +348,7 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg = super(DirectPred, DirectPred).add_and_assert_specific_cfg(cfg)
-        return validate_spectral_cfg(validate_predictor_cfg(cfg, default_kind(cfg)))
+        return validate_spectral_cfg(validate_loss_cfg(validate_predictor_cfg(cfg, default_kind(cfg))))
 
     @property
     def learnable_params(self) -> list[dict]:
@@ -362,7 +387,7 @@ class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
     @staticmethod
     def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
         cfg = super(DirectPredNoEMA, DirectPredNoEMA).add_and_assert_specific_cfg(cfg)
-        return validate_spectral_cfg(validate_predictor_cfg(cfg, default_kind(cfg)))
+        return validate_spectral_cfg(validate_loss_cfg(validate_predictor_cfg(cfg, default_kind(cfg))))
 
     @property
     def learnable_params(self) -> list[dict]:

@@ -8,6 +8,8 @@
 * :mod:`~solo_directpred.theory.scalar`: the scalar BYOL system of App. D (Fig. 10).
 * :mod:`~solo_directpred.theory.nonlinear`: a small nonlinear BYOL (cosine loss, BN+ReLU projector,
   SGD with momentum) in which Table 3's collapse of a symmetric ``W_p`` without EMA appears.
+* :mod:`~solo_directpred.theory.loss_modes`: the per-mode learning rates of the cosine, Euclidean and
+  IsoLoss losses under a closed-form predictor (Halvagal, Laborieux & Zenke, NeurIPS 2023).
 * :mod:`~solo_directpred.theory.checks` and :mod:`~solo_directpred.theory.figures`: the numerical checks
   and the figures behind ``solo-directpred theory check`` / ``theory figures``.
 

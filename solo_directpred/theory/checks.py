@@ -32,6 +32,13 @@ from solo_directpred.theory.linear_model import (
     project_modes,
     theorem2_hessian,
 )
+from solo_directpred.theory.loss_modes import (
+    EUCLIDEAN_LOSSES,
+    convergence_times,
+    effective_learning_rate,
+    euclidean_mode_velocity,
+    sampled_mode_velocity,
+)
 from solo_directpred.theory.modes import (
     ModeDynamics,
     collapse_weight_decay,
@@ -501,6 +508,70 @@ def check_scalar_byol() -> CheckResult:
     )
 
 
+def check_loss_mode_rates() -> CheckResult:
+    """Halvagal et al. (2023): W_p's eigenvalues are per-mode learning-rate multipliers; IsoLoss removes them.
+
+    Linear model (A2, σ² = 0.5, τ = 1), DirectPred's closed-form predictor ``p_j = s_j^½`` (docs/losses.md).
+    Euclidean pair: ``ds_j/dt`` by autograd through the package's losses equals the closed form, whose
+    effective rates are ``p_j`` and 1. From ``s_j(0)`` = 1e-2 … 1e-6, the time to half the fixed point
+    grows ~√10× per decade of ``s_j(0)`` under the Euclidean loss (power-law growth ``ds/dt ≈ 2 s^{3/2}``)
+    but by ~ln(10)/2 time units per decade under IsoLoss (exponential growth at rate 2, every mode).
+    Cosine pair (16 modes, 12 weak ones with ``p_j`` from 0.05 to 0.005): the cosine rate is ``p_j`` times
+    IsoLoss's, mode by mode; over the weak modes IsoLoss's rates spread by < 1.3×, the cosine's by > 5×.
+    """
+    sigma2 = 0.5
+    p = np.array([0.6, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01])
+    s = p**2
+    euclid_err, rate_err = 0.0, 0.0
+    for loss, multiplier in zip(EUCLIDEAN_LOSSES, (p, np.ones_like(p))):
+        sampled = sampled_mode_velocity(s, loss, sigma2, num_samples=4096)
+        closed = euclidean_mode_velocity(s, loss, sigma2)
+        euclid_err = max(euclid_err, float(np.max(np.abs(sampled - closed) / np.abs(closed))))
+        rates = effective_learning_rate(s, sampled, sigma2)
+        rate_err = max(rate_err, float(np.max(np.abs(rates - multiplier))))
+    s0 = np.array([1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
+    t_euclid = convergence_times(s0, "euclidean", sigma2, t_end=1100.0, dt=0.05)
+    t_iso = convergence_times(s0, "isoloss_euclidean", sigma2, t_end=20.0, dt=0.005)
+    decade_ratio = t_euclid[1:] / t_euclid[:-1]
+    decade_step = np.diff(t_iso)
+    p_cos = np.concatenate([[0.6, 0.5, 0.4, 0.3], np.geomspace(0.05, 0.005, 12)])
+    cos_rates = {
+        loss: sampled_mode_velocity(p_cos**2, loss, sigma2, num_samples=20000) / (2 * p_cos**2)
+        for loss in ("cosine", "isoloss")
+    }
+    ratio_err = float(np.max(np.abs(cos_rates["cosine"] / cos_rates["isoloss"] - p_cos)))
+    weak = p_cos <= 0.05
+    iso_spread = float(cos_rates["isoloss"][weak].max() / cos_rates["isoloss"][weak].min())
+    cos_spread = float(cos_rates["cosine"][weak].max() / cos_rates["cosine"][weak].min())
+    passed = (
+        euclid_err < 1e-8
+        and rate_err < 1e-8
+        and bool(np.all(np.abs(decade_ratio / np.sqrt(10.0) - 1) < 0.1))
+        and bool(np.all(np.abs(decade_step / (np.log(10.0) / 2) - 1) < 0.15))
+        and ratio_err < 1e-8
+        and iso_spread < 1.3
+        and cos_spread > 5
+    )
+    detail = (
+        f"Euclidean: autograd vs closed form rel. err {euclid_err:.1e}, rates p_j and 1 to {rate_err:.1e}; "
+        f"time to s*/2 from s0 = 1e-2..1e-6: {np.round(t_euclid, 1).tolist()} (x{decade_ratio.mean():.2f} "
+        f"per decade) vs IsoLoss {np.round(t_iso, 2).tolist()} (+{decade_step.mean():.2f} per decade); "
+        f"cosine/IsoLoss rate = p_j to {ratio_err:.1e}, weak-mode rate spread {cos_spread:.2f}x (cosine) "
+        f"vs {iso_spread:.2f}x (IsoLoss) for a 10x spread of p_j"
+    )
+    values = {"euclid_err": euclid_err, "rate_err": rate_err, "cosine_ratio_err": ratio_err}
+    values.update({f"euclid_decade_ratio_{k}": v for k, v in enumerate(decade_ratio)})
+    values.update({f"iso_decade_step_{k}": v for k, v in enumerate(decade_step)})
+    values.update({"weak_spread_cosine": cos_spread, "weak_spread_isoloss": iso_spread})
+    return CheckResult(
+        "loss_mode_rates",
+        "Halvagal et al. 2023: W_p's eigenvalues scale each mode's learning rate; IsoLoss equalises them",
+        passed,
+        detail,
+        values,
+    )
+
+
 #: All checks, in the order ``theory check`` runs them.
 CHECKS: dict[str, Callable[[], CheckResult]] = {
     "fixed_points": check_fixed_points,
@@ -516,6 +587,7 @@ CHECKS: dict[str, Callable[[], CheckResult]] = {
     "ema_alignment_margin": check_ema_alignment_margin,
     "table3_collapse": check_table3_collapse,
     "scalar_byol": check_scalar_byol,
+    "loss_mode_rates": check_loss_mode_rates,
 }
 
 

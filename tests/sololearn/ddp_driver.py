@@ -1,6 +1,7 @@
 """Driver for test_ddp.py: train a plugin method with Lightning DDP on 2 CPU processes (gloo).
 
-Usage: python ddp_driver.py OUT_DIR METHOD. Each rank saves its predictor state to OUT_DIR/rank{R}.pt.
+Usage: python ddp_driver.py OUT_DIR METHOD [HYDRA_OVERRIDE ...]. Each rank saves its predictor state to
+OUT_DIR/rank{R}.pt.
 Lightning relaunches this script for rank 1, so it must run as a file, not through pytest.
 """
 
@@ -37,9 +38,11 @@ class SavePredictor(pl.Callback):
 
 
 def main() -> None:
-    out, method = Path(sys.argv[1]), sys.argv[2]
+    out, method, overrides = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
     torch.set_num_threads(1)
-    cfg = compose_pretrain_cfg([f"method={method}", "spectral.enabled=false", "devices='2'", "strategy=ddp"])
+    cfg = compose_pretrain_cfg(
+        [f"method={method}", "spectral.enabled=false", "devices='2'", "strategy=ddp", *overrides]
+    )
     model = METHODS[method](cfg)
     trainer = pl.Trainer(
         accelerator="cpu",
