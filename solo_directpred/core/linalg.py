@@ -156,3 +156,60 @@ def top_eigenpair(
             w = power @ v
             v = w / w.norm().clamp_min(torch.finfo(dtype).tiny)
         return v @ (a @ v), v
+
+
+class TopEigenvalue(NamedTuple):
+    """Estimate θ of the largest eigenvalue of a symmetric M, and the relative residual ‖Mv − θv‖ / |θ|."""
+
+    value: Tensor
+    residual: Tensor
+
+
+def top_eigenvalue(matrix: Tensor, num_iters: int = 32, dtype: torch.dtype = torch.float64) -> TopEigenvalue:
+    """Largest eigenvalue of a symmetric matrix by Lanczos (Rayleigh–Ritz on a Krylov subspace).
+
+    Builds an orthonormal basis Q of span{v, Mv, …, M^(m−1)v}, m = min(``num_iters``, d), from a fixed
+    pseudo-random v (seed 0; never a previous result, so the answer depends on the matrix only), with
+    full reorthogonalisation, and returns the largest eigenvalue θ of QᵀMQ. θ ≤ λ_max always; its error
+    shrinks like a Chebyshev polynomial in the gap of λ_max, far faster than power iteration: at m = 32
+    it reaches float64 rounding on spectra with a 1 % gap at the top (``benchmarks/predictor_update.py``).
+    The residual certifies convergence: some eigenvalue lies within ``residual·|θ|`` of θ.
+
+    O(m·d²) in m matrix–vector products, plus an m×m eigh.
+
+    Args:
+        matrix: (d, d) symmetric matrix, any floating dtype; its symmetric part is used.
+        num_iters: Krylov dimension m ≥ 1.
+        dtype: float32 or float64, the precision of the iteration.
+
+    Returns:
+        ``(value, residual)``: 0-dim tensors in ``dtype``.
+    """
+    if num_iters < 1:
+        raise ValueError(f"num_iters must be >= 1, got {num_iters}")
+    with torch.autocast(device_type=matrix.device.type, enabled=False):
+        a = symmetrize(matrix.to(dtype))
+        d = a.shape[-1]
+        m = min(num_iters, d)
+        generator = torch.Generator().manual_seed(0)
+        v = torch.randn(d, generator=generator, dtype=torch.float64).to(device=a.device, dtype=dtype)
+        basis = torch.zeros(d, m, dtype=dtype, device=a.device)
+        basis[:, 0] = v / v.norm()
+        scale = a.abs().sum().clamp_min(torch.finfo(dtype).tiny)
+        size = m
+        for k in range(1, m):
+            w = a @ basis[:, k - 1]
+            q = basis[:, :k]
+            w = w - q @ (q.T @ w)
+            w = w - q @ (q.T @ w)  # twice is enough (Kahan–Parlett)
+            norm = w.norm()
+            if norm <= 10 * torch.finfo(dtype).eps * scale:  # the Krylov space is invariant: exact
+                size = k
+                break
+            basis[:, k] = w / norm
+        q = basis[:, :size]
+        aq = a @ q
+        values, vectors = torch.linalg.eigh(symmetrize(q.T @ aq))
+        theta, y = values[-1], vectors[:, -1]
+        residual = (aq @ y - theta * (q @ y)).norm() / theta.abs().clamp_min(torch.finfo(dtype).tiny)
+        return TopEigenvalue(theta, residual)

@@ -15,9 +15,11 @@ method name                 target                       ``method_kwargs.predict
 
 ``method_kwargs.predictor`` may be set explicitly to any of ``directpred``, ``directcopy``, ``directset``
 (any α) or ``linear`` in any of them. The projector is the paper's Linear–BN–ReLU–Linear MLP. The loss is
-the symmetrised normalised loss Σ_{v≠v′} 2 − 2 cos(W_p z_v, sg(z′_{v′})). Analytic statistics are updated
-in ``training_step`` only, after the loss is built (the prediction of a step uses W_p from the statistics
-up to the previous step).
+the symmetrised normalised loss Σ_{v≠v′} 2 − 2 cos(W_p z_v, sg(z′_{v′})). Analytic statistics are gathered
+in ``training_step`` only, after the loss is built, and applied once per optimizer step in
+``optimizer_step``: under ``accumulate_grad_batches=k`` the k micro-batches pool into one running update,
+every one of them predicts with the same W_p (from the statistics up to the previous optimizer step), and
+``freq`` counts optimizer steps.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
     "center": False,
     "eigh_dtype": "float32",
     "ns_iters": 24,
-    "power_iters": 10,
+    "power_iters": 32,
     "trainable": False,
 }
 LINEAR_DEFAULTS: dict[str, Any] = {
@@ -265,11 +267,11 @@ class _LinearPredictorMixin:
         return self._project(super().multicrop_forward(X))
 
     def _predictor_step(self, out: dict[str, Any], targets: list[torch.Tensor]) -> torch.Tensor:
-        """Loss of this step, then the analytic statistics update; logs the training metrics."""
+        """Loss of this micro-batch, then its analytic statistics (applied in ``optimizer_step``); logs."""
         Z, P = out["z"], out["p"]
         loss = symmetric_prediction_loss(P, targets)
         if self.is_analytic:
-            self.predictor.update(*Z[: self.num_large_crops])
+            self.predictor.accumulate(*Z[: self.num_large_crops])
         with torch.no_grad():
             z_std = F.normalize(torch.stack(Z[: self.num_large_crops]), dim=-1).std(dim=1).mean()
         self.log_dict({"train_neg_cos_sim": loss, "train_z_std": z_std}, on_epoch=True, sync_dist=True)
@@ -287,6 +289,16 @@ class _LinearPredictorMixin:
     def _step_output(self, loss: torch.Tensor, out: dict[str, Any]) -> dict[str, Any]:
         """The loss, plus the detached projections of the large crops for callbacks (spectral monitor)."""
         return {"loss": loss, "z": [z.detach() for z in out["z"][: self.num_large_crops]]}
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step (its closure runs the last micro-batch), then the analytic predictor's step.
+
+        Lightning calls this hook once per optimizer step, after the last of ``accumulate_grad_batches``
+        micro-batches: the running statistics and W_p change here, never between micro-batches.
+        """
+        super().optimizer_step(*args, **kwargs)
+        if self.is_analytic:
+            self.predictor.finish_step()
 
     def _after_batch(self) -> None:
         if isinstance(self.predictor, LinearPredictor):
