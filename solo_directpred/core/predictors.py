@@ -87,7 +87,7 @@ def directcopy(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
     instead of an O(d³) eigh. Eigenvalues of the result below 1e-4 are not clamped here; they only occur
     when ε < 1e-4. The result is in float32.
     """
-    value = top_eigenvalue(correlation, num_iters=32).value.to(torch.float32)
+    value = top_eigenvalue(correlation, num_iters=24).value.to(torch.float32)
     if not torch.isfinite(value) or value <= 0:
         return None
     eye = torch.eye(correlation.shape[-1], dtype=torch.float32, device=correlation.device)
@@ -175,7 +175,7 @@ class AnalyticPredictor(nn.Module):
         solver: Solver = "eigh",
         eigh_dtype: str = "float32",
         ns_iters: int = 24,
-        power_iters: int = 32,
+        power_iters: int = 24,
         sync_dist: bool = True,
         process_group: dist.ProcessGroup | None = None,
         trainable: bool = False,

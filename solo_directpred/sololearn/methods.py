@@ -53,7 +53,7 @@ COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
     "center": False,
     "eigh_dtype": "float32",
     "ns_iters": 24,
-    "power_iters": 32,
+    "power_iters": 24,
     "trainable": False,
 }
 LINEAR_DEFAULTS: dict[str, Any] = {
