@@ -297,7 +297,7 @@ class AnalyticPredictor(nn.Module):
         world = distributed_world(self.stats.process_group) if self.stats.sync_dist else 1
         group = self.stats.process_group
         solves = world == 1 or dist.get_rank(group) == 0
-        fallbacks_before = int(self.num_fallbacks)
+        fallbacks_before = int(self.num_fallbacks) if world > 1 else 0  # sent with W_p to the other ranks
         new = None
         if solves:
             with torch.autocast(device_type=device.type, enabled=False):
@@ -336,7 +336,7 @@ class AnalyticPredictor(nn.Module):
         kept, fallbacks, solver = packet[-3:].tolist()
         self.num_fallbacks += int(fallbacks)
         self.chosen_solver = SOLVERS[int(solver)] if solver >= 0 else None
-        return packet[: d * d].reshape(d, d) if kept else None
+        return packet[: d * d].reshape(d, d).clone() if kept else None
 
     def _solve(self, correlation: Tensor, solver: str | None = None) -> Tensor | None:
         solver = solver or self.solver
