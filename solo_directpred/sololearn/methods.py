@@ -291,18 +291,17 @@ class _LinearPredictorMixin:
         return {"loss": loss, "z": [z.detach() for z in out["z"][: self.num_large_crops]]}
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """The optimizer step (its closure runs the last micro-batch), then the analytic predictor's step.
+        """The optimizer step (its closure runs the last micro-batch), then the predictor's own step.
 
         Lightning calls this hook once per optimizer step, after the last of ``accumulate_grad_batches``
-        micro-batches: the running statistics and W_p change here, never between micro-batches.
+        micro-batches: the analytic predictor's running statistics and W_p change here, never between
+        micro-batches, and a symmetric linear predictor is symmetrised here, W ← (W + Wᵀ)/2.
         """
         super().optimizer_step(*args, **kwargs)
         if self.is_analytic:
             self.predictor.finish_step()
-
-    def _after_batch(self) -> None:
-        if isinstance(self.predictor, LinearPredictor):
-            self.predictor.symmetrize()  # after the optimizer step: W ← (W + Wᵀ)/2 when symmetric
+        elif isinstance(self.predictor, LinearPredictor):
+            self.predictor.symmetrize()
 
     def linear_predictor_weight(self) -> torch.Tensor | None:
         """W_p (d × d) for the spectral monitor."""
@@ -356,10 +355,6 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
         loss = self._predictor_step(out, out["momentum_z"][: self.num_large_crops])
         return self._step_output(loss + out["loss"], out)
 
-    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
-        self._after_batch()
-
 
 class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
     """SimSiam-style variant: the target is the detached online projection; no momentum network is built.
@@ -384,9 +379,6 @@ class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
         out = super().training_step(batch, batch_idx)
         loss = self._predictor_step(out, [z.detach() for z in out["z"][: self.num_large_crops]])
         return self._step_output(loss + out["loss"], out)
-
-    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
-        self._after_batch()
 
 
 #: Registered method names → (class, default predictor kind).
