@@ -1,7 +1,14 @@
 """Framework-free building blocks (torch only): running statistics, analytic and linear predictors."""
 
 from solo_directpred.core.correlation import RunningCorrelation
-from solo_directpred.core.linalg import Eigh, safe_eigh, sqrt_newton_schulz, symmetrize, top_eigenpair
+from solo_directpred.core.linalg import (
+    Eigh,
+    safe_eigh,
+    sqrt_newton_schulz,
+    symmetrize,
+    top_eigenpair,
+    top_eigenvalue,
+)
 from solo_directpred.core.predictors import (
     SOLVERS,
     AnalyticPredictor,
@@ -26,4 +33,5 @@ __all__ = [
     "sqrt_newton_schulz",
     "symmetrize",
     "top_eigenpair",
+    "top_eigenvalue",
 ]

@@ -7,7 +7,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 
-def _distributed_world(process_group: dist.ProcessGroup | None) -> int:
+def distributed_world(process_group: dist.ProcessGroup | None) -> int:
+    """Size of ``process_group`` (the default group when None), or 1 outside ``torch.distributed``."""
     if not (dist.is_available() and dist.is_initialized()):
         return 1
     return dist.get_world_size(process_group)
@@ -22,16 +23,25 @@ class RunningCorrelation(nn.Module):
       covariance E[(z − μ)(z − μ)ᵀ] instead.
     * ``rho`` is the weight on the **old** value (paper: 0.3 or 0.5). It is unrelated to the momentum
       ``tau`` of the target network. The first accepted batch initialises F̂ = F_b.
+    * Gradient accumulation: :meth:`accumulate` adds a micro-batch to pending sums (no collective) and
+      :meth:`finish_step`, once per optimizer step, turns all of them into one F_b and one running update, so
+      k micro-batches of B rows are one batch of k·B rows. :meth:`update` is the two in one call.
     * Under ``torch.distributed`` the batch statistic is a sample-weighted all-reduce over ranks, done
-      **before** the running update, so every rank holds the same F̂ (one collective per update).
-    * A batch with a non-finite value on any rank is skipped on all ranks and counted in ``num_skipped``.
+      **before** the running update, so every rank holds the same F̂ (one packed collective per step).
+    * A step with a non-finite value in any micro-batch on any rank is skipped on all ranks and counted in
+      ``num_skipped``.
+    * F̂ stays in ``dtype`` under a module-wide cast (``.bfloat16()``, Lightning's ``precision="bf16-true"``).
 
     State (all in ``state_dict``): ``correlation`` (d, d), ``num_updates``, ``num_skipped``.
 
     Example:
         >>> stats = RunningCorrelation(dim=4, rho=0.3)
         >>> stats.update(torch.randn(8, 4), torch.randn(8, 4))
-        True
+        tensor(True)
+        >>> for micro_batch in torch.randn(4, 2, 4):  # four micro-batches of one optimizer step
+        ...     stats.accumulate(micro_batch)
+        >>> stats.finish_step()
+        tensor(True)
         >>> stats.correlation.shape
         torch.Size([4, 4])
     """
@@ -64,23 +74,22 @@ class RunningCorrelation(nn.Module):
         self.register_buffer("correlation", torch.zeros(dim, dim, dtype=dtype))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("num_skipped", torch.zeros((), dtype=torch.long))
+        self._pending: Tensor | None = None
 
     @property
     def initialized(self) -> bool:
         """Whether at least one batch has been accumulated."""
         return bool(self.num_updates > 0)
 
-    def batch_statistic(self, *views: Tensor) -> tuple[Tensor, Tensor]:
-        """F_b over the pooled views, all-reduced across ranks, and whether the batch is usable.
+    def accumulate(self, *views: Tensor) -> None:
+        """Add one micro-batch to the pending sums of the current optimizer step; no collective.
 
-        Runs without a host–device synchronisation: the skip decision stays on the device.
+        The pending sums [Σ z zᵀ | Σ z | n | non-finite count] are pooled over every call until
+        :meth:`finish_step`, so k micro-batches of B rows give exactly the statistic of one batch of k·B rows.
+        They are per-step scratch, not state: they are not in ``state_dict``.
 
         Args:
-            views: tensors of shape (B_v, d); batch sizes may differ between views and ranks.
-
-        Returns:
-            ``(F_b, accepted)``: a (d, d) tensor in the estimate's dtype (meaningless when not accepted) and
-            a 0-dim bool tensor, False when a value was non-finite on any rank or no row was given.
+            views: tensors of shape (B_v, d); batch sizes may differ between views, calls and ranks.
         """
         if not views:
             raise ValueError("update needs at least one view of shape (batch, dim)")
@@ -92,9 +101,7 @@ class RunningCorrelation(nn.Module):
                 raise ValueError(f"views have dimension {z.shape[-1]}, the estimate expects {self.dim}")
             finite = torch.isfinite(z).all()
             z = torch.where(finite, z, torch.zeros((), dtype=dtype, device=device))
-            d = self.dim
-            # One packed buffer, one collective: [Σ z zᵀ | Σ z | n | non-finite flag].
-            packed = torch.cat(
+            sums = torch.cat(
                 [
                     (z.T @ z).reshape(-1),
                     z.sum(0),
@@ -102,7 +109,31 @@ class RunningCorrelation(nn.Module):
                     (~finite).to(dtype).reshape(1),
                 ]
             )
-            if self.sync_dist and _distributed_world(self.process_group) > 1:
+            self._pending = sums if self._pending is None else self._pending + sums
+
+    @property
+    def has_pending(self) -> bool:
+        """Whether micro-batches were accumulated since the last :meth:`finish_step`."""
+        return self._pending is not None
+
+    def reduce_pending(self) -> tuple[Tensor, Tensor]:
+        """F_b of the pending micro-batches, all-reduced across ranks, and whether it is usable.
+
+        Clears the pending sums. Runs one packed all-reduce (under ``torch.distributed`` with
+        ``sync_dist``), in which every rank of the group must take part, also a rank with nothing
+        pending (it contributes zeros). No host–device synchronisation: the skip decision stays on the device.
+
+        Returns:
+            ``(F_b, accepted)``: a (d, d) tensor in the estimate's dtype (meaningless when not accepted) and
+            a 0-dim bool tensor, False when a value was non-finite on any rank or no row was given.
+        """
+        d = self.dim
+        packed = self._pending
+        self._pending = None
+        if packed is None:
+            packed = torch.zeros(d * d + d + 2, dtype=self.correlation.dtype, device=self.correlation.device)
+        with torch.no_grad(), torch.autocast(device_type=packed.device.type, enabled=False):
+            if self.sync_dist and distributed_world(self.process_group) > 1:
                 dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=self.process_group)
             n = packed[-2]
             accepted = (packed[-1] == 0) & (n >= 1)
@@ -112,12 +143,19 @@ class RunningCorrelation(nn.Module):
                 second = second - torch.outer(mean, mean)
             return 0.5 * (second + second.T), accepted
 
-    def update(self, *views: Tensor) -> Tensor:
-        """Accumulate one batch; returns a 0-dim bool tensor, False when the batch was skipped (and counted).
+    def batch_statistic(self, *views: Tensor) -> tuple[Tensor, Tensor]:
+        """F_b of one batch (pooled views), all-reduced: :meth:`accumulate` then :meth:`reduce_pending`."""
+        self.accumulate(*views)
+        return self.reduce_pending()
 
-        No host–device synchronisation: call ``bool()`` on the result only where the answer is needed.
+    def finish_step(self) -> Tensor:
+        """Apply the pending micro-batches as one batch: F̂ ← ρ·F̂ + (1 − ρ)·F_b (one all-reduce).
+
+        Call once per optimizer step. Returns a 0-dim bool tensor, False when the batch was skipped (and
+        counted in ``num_skipped``). No host–device synchronisation: call ``bool()`` on the result only where
+        the answer is needed.
         """
-        batch, accepted = self.batch_statistic(*views)
+        batch, accepted = self.reduce_pending()
         with torch.no_grad():
             ema = self.rho * self.correlation + (1.0 - self.rho) * batch
             blended = torch.where(self.num_updates > 0, ema, batch)  # the first batch initialises
@@ -125,6 +163,22 @@ class RunningCorrelation(nn.Module):
             self.num_updates += accepted.long()
             self.num_skipped += (~accepted).long()
         return accepted
+
+    def update(self, *views: Tensor) -> Tensor:
+        """One batch and one running update: :meth:`accumulate` then :meth:`finish_step`."""
+        self.accumulate(*views)
+        return self.finish_step()
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 - torch signature
+        # A module-wide cast (``.bfloat16()``, Lightning's "bf16-true") moves F̂ but keeps its dtype.
+        kept = self.correlation
+        super()._apply(fn, recurse)
+        moved = self._buffers["correlation"]
+        if moved.dtype != kept.dtype:
+            self._buffers["correlation"] = kept.to(device=moved.device)
+        if self._pending is not None:
+            self._pending = self._pending.to(device=self.correlation.device)
+        return self
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, rho={self.rho}, center={self.center}, sync_dist={self.sync_dist}"

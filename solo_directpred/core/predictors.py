@@ -18,13 +18,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from solo_directpred.core.correlation import RunningCorrelation
-from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenpair
+from solo_directpred.core.correlation import RunningCorrelation, distributed_world
+from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenvalue
 
 Solver = Literal["eigh", "newton_schulz", "power", "auto"]
 SOLVERS = ("eigh", "newton_schulz", "power", "auto")
 P_MIN = 1e-4  # floor of the predictor eigenvalues (paper code's clamp)
 _EIGH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+#: Largest relative residual of the Lanczos estimate of λ_max accepted by the matmul-only solvers; above it
+#: they fall back to an exact eigendecomposition (counted in ``num_fallbacks``).
+LANCZOS_TOLERANCE = 1e-6
 
 
 def eigenvalue_transform(
@@ -80,14 +83,15 @@ def directpred(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
 def directcopy(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
     """DirectCopy's predictor (α = 1) without eigendecomposition: F̂/λ_max(F̂) + εI.
 
-    λ_max comes from power iteration (O(d²) per iteration) instead of an O(d³) eigh. Eigenvalues of the
-    result below 1e-4 are not clamped here; they only occur when ε < 1e-4.
+    λ_max comes from Lanczos (:func:`~solo_directpred.core.linalg.top_eigenvalue`, O(d²) per iteration)
+    instead of an O(d³) eigh. Eigenvalues of the result below 1e-4 are not clamped here; they only occur
+    when ε < 1e-4. The result is in float32.
     """
-    value, _ = top_eigenpair(correlation, num_iters=50)
+    value = top_eigenvalue(correlation, num_iters=24).value.to(torch.float32)
     if not torch.isfinite(value) or value <= 0:
         return None
-    eye = torch.eye(correlation.shape[-1], dtype=value.dtype, device=correlation.device)
-    return correlation.to(value.dtype) / value + eps * eye
+    eye = torch.eye(correlation.shape[-1], dtype=torch.float32, device=correlation.device)
+    return correlation.to(torch.float32) / value + eps * eye
 
 
 class AnalyticPredictor(nn.Module):
@@ -104,33 +108,49 @@ class AnalyticPredictor(nn.Module):
     recomputes W_p. Before the first statistics W_p = I. The new W_p is a *new* tensor assigned to the
     buffer, so the autograd graph of the current step keeps the weight it was built with.
 
+    Gradient accumulation: call :meth:`accumulate` on each micro-batch and :meth:`finish_step` once per
+    optimizer step (``update`` is the two in one call). The k micro-batches of a step pool their statistics
+    into one running update, ``freq`` and ``step`` count optimizer steps, and every micro-batch of a step
+    predicts with the same W_p.
+
+    Distributed (``torch.distributed`` initialised, ``sync_dist=True``): the statistics of a step are one
+    packed all-reduce, and W_p is solved on rank 0 of the group only and broadcast (one d×d broadcast per
+    recomputation), so every rank holds the same W_p bit for bit, whatever the solver (``"auto"``: the
+    choice is made on rank 0 and broadcast with it). Every rank must call :meth:`finish_step` together.
+
     W_p is a buffer (no gradient, no optimizer, no weight decay); gradients of the encoder flow through
     it as a constant. With ``trainable=True`` it is a parameter instead, trained by the optimizer between
     the ``freq``-step overwrites (the paper's code for freq > 1); the overwrite is then applied before the
     next forward pass.
 
     Solvers: ``"eigh"`` (exact, any α); ``"newton_schulz"`` (matmul-only square root, α = ½, no offset);
-    ``"power"`` (α = 1 with max-normalisation: F̂/λ_max + εI by power iteration, no eigh);
+    ``"power"`` (α = 1 with max-normalisation: F̂/λ_max + εI, no eigh; λ_max by ``power_iters`` Lanczos
+    steps from a fixed start, so the result depends on F̂ only, never on its history);
     ``"auto"`` times the exact and the matmul-only path once per (device, d, dtype) on the first update
-    and keeps the faster one.
+    and keeps the faster one. The matmul-only paths check the Lanczos residual and fall back to an exact
+    eigendecomposition above ``LANCZOS_TOLERANCE``.
+
+    Precision: F̂ and W_p are float32 (solved in ``eigh_dtype``) under any module-wide cast
+    (``.bfloat16()``, Lightning's ``precision="bf16-true"``); predictions are cast to the input's dtype.
 
     Numerical safety: non-finite batches are skipped (``correlation.num_skipped``); a failed eigh retries
-    in float64 then with jitter (``num_fallbacks``); a spectrum with no positive eigenvalue keeps the
-    previous W_p (``num_collapsed``); W_p never becomes non-finite.
+    in float64 then with jitter, and an unconverged Lanczos estimate falls back to eigh (``num_fallbacks``);
+    a spectrum with no positive eigenvalue keeps the previous W_p (``num_collapsed``); W_p never becomes
+    non-finite.
 
     Args:
         dim: width d of the predictor input (the projector output).
         alpha: eigenvalue power α > 0 (½ DirectPred, 1 DirectCopy).
         eps: ε ≥ 0 added to the normalised eigenvalues (paper best: 0.1).
         rho: weight on the old correlation estimate, in [0, 1) (paper: 0.3 or 0.5).
-        freq: recompute W_p every ``freq`` ≥ 1 calls of :meth:`update`.
+        freq: recompute W_p every ``freq`` ≥ 1 optimizer steps (calls of :meth:`finish_step`).
         normalize: divide eigenvalues by the largest one (max-normalisation).
         offset: if set, use p = √max(s/s_max − offset, 0) (Table 7); requires alpha == 0.5.
         center: use the covariance instead of the (default) uncentred correlation.
         solver: see above.
         eigh_dtype: "float32" or "float64".
-        ns_iters: Newton–Schulz iterations; power_iters: power iterations per update.
-        sync_dist: all-reduce batch statistics over ``torch.distributed`` when initialised.
+        ns_iters: Newton–Schulz iterations; power_iters: Lanczos steps (Krylov dimension) for λ_max.
+        sync_dist: all-reduce batch statistics and broadcast W_p over ``torch.distributed`` when initialised.
         trainable: keep W_p a trainable parameter between overwrites (freq > 1, paper's code).
     """
 
@@ -139,7 +159,6 @@ class AnalyticPredictor(nn.Module):
     num_weight_updates: Tensor
     num_fallbacks: Tensor
     num_collapsed: Tensor
-    top_vector: Tensor
 
     _auto_choice: dict[tuple[str, int, torch.dtype], str] = {}
 
@@ -156,7 +175,7 @@ class AnalyticPredictor(nn.Module):
         solver: Solver = "eigh",
         eigh_dtype: str = "float32",
         ns_iters: int = 24,
-        power_iters: int = 10,
+        power_iters: int = 24,
         sync_dist: bool = True,
         process_group: dist.ProcessGroup | None = None,
         trainable: bool = False,
@@ -201,7 +220,7 @@ class AnalyticPredictor(nn.Module):
         self.stats = RunningCorrelation(
             dim, rho=rho, center=center, sync_dist=sync_dist, process_group=process_group
         )
-        eye = torch.eye(dim)
+        eye = torch.eye(dim, dtype=torch.float32)
         if self.trainable:
             self.weight = nn.Parameter(eye)
         else:
@@ -210,9 +229,10 @@ class AnalyticPredictor(nn.Module):
         self.register_buffer("num_weight_updates", torch.zeros((), dtype=torch.long))
         self.register_buffer("num_fallbacks", torch.zeros((), dtype=torch.long))
         self.register_buffer("num_collapsed", torch.zeros((), dtype=torch.long))
-        self.register_buffer("top_vector", torch.zeros(dim))
         self._pending: Tensor | None = None
         self._host_step = 0
+        #: The solver that computed the last W_p ("auto" resolved), identical on every rank.
+        self.chosen_solver: str | None = None
 
     @property
     def rho(self) -> float:
@@ -230,11 +250,17 @@ class AnalyticPredictor(nn.Module):
         return nn.functional.linear(z, self.weight.to(z.dtype))
 
     @torch.no_grad()
-    def update(self, *views: Tensor) -> bool:
-        """Accumulate the batch statistics and, every ``freq`` calls, recompute W_p.
+    def accumulate(self, *views: Tensor) -> None:
+        """Add one micro-batch's statistics to the current optimizer step (no collective, W_p unchanged).
 
         Args:
             views: projector outputs (B, d) of the views (detached internally).
+        """
+        self.stats.accumulate(*views)
+
+    @torch.no_grad()
+    def finish_step(self) -> bool:
+        """End an optimizer step: one running update from its micro-batches, and W_p every ``freq`` steps.
 
         Returns:
             True if W_p was recomputed during this call.
@@ -242,17 +268,45 @@ class AnalyticPredictor(nn.Module):
         step = self._host_step  # a host mirror of the ``step`` buffer: no device synchronisation here
         self._host_step += 1
         self.step += 1
-        accepted = self.stats.update(*views)
+        accepted = self.stats.finish_step()
         if step % self.freq != 0 or not bool(accepted):
             return False  # a skipped (non-finite) batch brings nothing new: W_p stays as it is
         return self.recompute()
 
     @torch.no_grad()
+    def update(self, *views: Tensor) -> bool:
+        """One optimizer step without accumulation: :meth:`accumulate` then :meth:`finish_step`.
+
+        Args:
+            views: projector outputs (B, d) of the views (detached internally).
+
+        Returns:
+            True if W_p was recomputed during this call.
+        """
+        self.accumulate(*views)
+        return self.finish_step()
+
+    @torch.no_grad()
     def recompute(self) -> bool:
-        """Recompute W_p from the current F̂; returns False if the previous W_p was kept."""
-        with torch.autocast(device_type=self.correlation.device.type, enabled=False):
-            new = self._solve(self.correlation)
-        if new is None or not torch.isfinite(new).all():
+        """Recompute W_p from the current F̂; returns False if the previous W_p was kept.
+
+        Under ``torch.distributed`` (with ``sync_dist``) every rank of the group must call it together:
+        rank 0 solves and broadcasts [W_p | kept | fallbacks | solver] in one collective.
+        """
+        device = self.correlation.device
+        world = distributed_world(self.stats.process_group) if self.stats.sync_dist else 1
+        group = self.stats.process_group
+        solves = world == 1 or dist.get_rank(group) == 0
+        fallbacks_before = int(self.num_fallbacks) if world > 1 else 0  # sent with W_p to the other ranks
+        new = None
+        if solves:
+            with torch.autocast(device_type=device.type, enabled=False):
+                new = self._solve(self.correlation)
+            if new is not None and not bool(torch.isfinite(new).all()):
+                new = None
+        if world > 1:
+            new = self._broadcast(new, int(self.num_fallbacks) - fallbacks_before, solves, group)
+        if new is None:
             self.num_collapsed += 1
             return False
         new = new.to(device=self.weight.device, dtype=self.weight.dtype)
@@ -263,10 +317,32 @@ class AnalyticPredictor(nn.Module):
         self.num_weight_updates += 1
         return True
 
+    def _broadcast(
+        self, new: Tensor | None, fallbacks: int, source: bool, group: dist.ProcessGroup | None
+    ) -> Tensor | None:
+        """Rank 0's W_p (or None), fallback count and solver on every rank: one packed broadcast."""
+        d = self.dim
+        packet = torch.zeros(d * d + 3, dtype=torch.float32, device=self.correlation.device)
+        if source:
+            if new is not None:
+                packet[: d * d] = new.to(torch.float32).reshape(-1)
+            packet[-3] = float(new is not None)
+            packet[-2] = fallbacks
+            packet[-1] = SOLVERS.index(self.chosen_solver) if self.chosen_solver else -1
+        src = 0 if group is None else dist.get_global_rank(group, 0)
+        dist.broadcast(packet, src=src, group=group)
+        if source:
+            return new
+        kept, fallbacks, solver = packet[-3:].tolist()
+        self.num_fallbacks += int(fallbacks)
+        self.chosen_solver = SOLVERS[int(solver)] if solver >= 0 else None
+        return packet[: d * d].reshape(d, d).clone() if kept else None
+
     def _solve(self, correlation: Tensor, solver: str | None = None) -> Tensor | None:
         solver = solver or self.solver
         if solver == "auto":
             solver = self._choose_solver(correlation)
+        self.chosen_solver = solver
         if solver == "newton_schulz":
             return self._newton_schulz(correlation)
         if solver == "power":
@@ -281,27 +357,27 @@ class AnalyticPredictor(nn.Module):
     def _newton_schulz(self, correlation: Tensor) -> Tensor | None:
         # (F̂/s_max)^{1/2} = (F̂/c)^{1/2} / √(λ_max(F̂/c)), and λ_max(F̂/c) = λ_max((F̂/c)^{1/2})².
         root, _ = sqrt_newton_schulz(correlation, self.ns_iters, dtype=self.eigh_dtype)
-        top, vector = top_eigenpair(
-            root, init=self._warm_vector(), num_iters=self.power_iters, dtype=self.eigh_dtype, squarings=4
-        )
+        top = self._top_eigenvalue(root)
         if not torch.isfinite(top) or top <= 0:
             return None
-        self.top_vector = vector.to(self.top_vector.dtype)
         eye = torch.eye(self.dim, dtype=root.dtype, device=root.device)
         return root / top + self.eps * eye
 
     def _power(self, correlation: Tensor) -> Tensor | None:
-        top, vector = top_eigenpair(
-            correlation, init=self._warm_vector(), num_iters=self.power_iters, dtype=self.eigh_dtype
-        )
+        top = self._top_eigenvalue(correlation)
         if not torch.isfinite(top) or top <= 0:
             return None
-        self.top_vector = vector.to(self.top_vector.dtype)
-        eye = torch.eye(self.dim, dtype=top.dtype, device=correlation.device)
-        return correlation.to(top.dtype) / top + self.eps * eye
+        eye = torch.eye(self.dim, dtype=self.eigh_dtype, device=correlation.device)
+        return correlation.to(self.eigh_dtype) / top + self.eps * eye
 
-    def _warm_vector(self) -> Tensor | None:
-        return self.top_vector if bool(self.top_vector.any()) else None
+    def _top_eigenvalue(self, matrix: Tensor) -> Tensor:
+        """λ_max(matrix) in ``eigh_dtype``: Lanczos in float64, or eigh when its residual is too large."""
+        value, residual = top_eigenvalue(matrix, num_iters=self.power_iters, dtype=torch.float64)
+        if not residual <= LANCZOS_TOLERANCE:
+            values, _, fallbacks = safe_eigh(matrix, dtype=torch.float64)
+            self.num_fallbacks += 1 + fallbacks
+            value = values[-1]
+        return value.to(self.eigh_dtype)
 
     def _choose_solver(self, correlation: Tensor) -> str:
         fast = "power" if self.alpha == 1.0 else "newton_schulz"
@@ -320,8 +396,24 @@ class AnalyticPredictor(nn.Module):
         self._pending = None
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001 - torch signature
+        # Checkpoints of versions whose power solver warm-started from the last top eigenvector.
+        state_dict.pop(prefix + "top_vector", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._host_step = int(self.step)
+
+    def _apply(self, fn, recurse: bool = True):  # noqa: ANN001, ANN202 - torch signature
+        # A module-wide cast (``.bfloat16()``, Lightning's "bf16-true") moves W_p but keeps it in float32.
+        kept = self.weight.data
+        super()._apply(fn, recurse)
+        moved = self.weight
+        if moved.dtype != kept.dtype:
+            if isinstance(moved, nn.Parameter):
+                moved.data = kept.to(device=moved.device)
+            else:
+                self._buffers["weight"] = kept.to(device=moved.device)
+        if self._pending is not None:
+            self._pending = self._pending.to(device=self.weight.device)
+        return self
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):  # noqa: ANN001 - torch signature
         if self._pending is not None:

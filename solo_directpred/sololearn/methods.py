@@ -17,9 +17,11 @@ method name                 target                       ``method_kwargs.predict
 (any α) or ``linear`` in any of them. The projector is the paper's Linear–BN–ReLU–Linear MLP. The loss is
 symmetrised, Σ_{v≠v′} L(z_v, W_p z_v, sg(z′_{v′})), with L chosen by ``method_kwargs.loss``: ``cosine``
 (default, 2 − 2 cos), ``euclidean``, ``isoloss`` or ``isoloss_euclidean`` (docs/losses.md; the IsoLoss
-forms need an analytic, non-trainable W_p). Analytic statistics are updated
-in ``training_step`` only, after the loss is built (the prediction of a step uses W_p from the statistics
-up to the previous step).
+forms need an analytic, non-trainable W_p). Analytic statistics are gathered in ``training_step`` only, after
+the loss is built, and applied once per optimizer step in ``optimizer_step``: under
+``accumulate_grad_batches=k`` the k micro-batches pool into one running update, every one of them predicts
+with the same W_p (from the statistics up to the previous optimizer step), and ``freq`` counts optimizer
+steps.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
     "center": False,
     "eigh_dtype": "float32",
     "ns_iters": 24,
-    "power_iters": 10,
+    "power_iters": 24,
     "trainable": False,
 }
 LINEAR_DEFAULTS: dict[str, Any] = {
@@ -286,11 +288,11 @@ class _LinearPredictorMixin:
         return self._project(super().multicrop_forward(X))
 
     def _predictor_step(self, out: dict[str, Any], targets: list[torch.Tensor]) -> torch.Tensor:
-        """Loss of this step, then the analytic statistics update; logs the training metrics."""
+        """Loss of this micro-batch, then its analytic statistics (applied in ``optimizer_step``); logs."""
         Z, P = out["z"], out["p"]
         loss = symmetric_prediction_loss(P, targets, self.loss_kind, Z)
         if self.is_analytic:
-            self.predictor.update(*Z[: self.num_large_crops])
+            self.predictor.accumulate(*Z[: self.num_large_crops])
         with torch.no_grad():
             z_std = F.normalize(torch.stack(Z[: self.num_large_crops]), dim=-1).std(dim=1).mean()
             metrics = {"train_neg_cos_sim": loss, "train_z_std": z_std}
@@ -312,9 +314,18 @@ class _LinearPredictorMixin:
         """The loss, plus the detached projections of the large crops for callbacks (spectral monitor)."""
         return {"loss": loss, "z": [z.detach() for z in out["z"][: self.num_large_crops]]}
 
-    def _after_batch(self) -> None:
-        if isinstance(self.predictor, LinearPredictor):
-            self.predictor.symmetrize()  # after the optimizer step: W ← (W + Wᵀ)/2 when symmetric
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step (its closure runs the last micro-batch), then the predictor's own step.
+
+        Lightning calls this hook once per optimizer step, after the last of ``accumulate_grad_batches``
+        micro-batches: the analytic predictor's running statistics and W_p change here, never between
+        micro-batches, and a symmetric linear predictor is symmetrised here, W ← (W + Wᵀ)/2.
+        """
+        super().optimizer_step(*args, **kwargs)
+        if self.is_analytic:
+            self.predictor.finish_step()
+        elif isinstance(self.predictor, LinearPredictor):
+            self.predictor.symmetrize()
 
     def linear_predictor_weight(self) -> torch.Tensor | None:
         """W_p (d × d) for the spectral monitor."""
@@ -369,10 +380,6 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
         loss = self._predictor_step(out, out["momentum_z"][: self.num_large_crops])
         return self._step_output(loss + out["loss"], out)
 
-    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
-        super().on_train_batch_end(outputs, batch, batch_idx)
-        self._after_batch()
-
 
 class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
     """SimSiam-style variant: the target is the detached online projection; no momentum network is built.
@@ -397,9 +404,6 @@ class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
         out = super().training_step(batch, batch_idx)
         loss = self._predictor_step(out, [z.detach() for z in out["z"][: self.num_large_crops]])
         return self._step_output(loss + out["loss"], out)
-
-    def on_train_batch_end(self, outputs: dict[str, Any], batch: Sequence[Any], batch_idx: int) -> None:
-        self._after_batch()
 
 
 #: Registered method names → (class, default predictor kind).

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenpair
+from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenpair, top_eigenvalue
 
 
 def _spd(d: int, seed: int = 0, rank: int | None = None) -> torch.Tensor:
@@ -65,3 +65,36 @@ def test_top_eigenpair_matches_eigh_and_squarings_speed_it_up():
     assert abs(squared.item() - 1.0) < 1e-8
     assert abs(plain.item() - 1.0) > 10 * abs(squared.item() - 1.0)
     assert abs(abs(vector @ q[:, 0]).item() - 1.0) < 1e-8
+
+
+def test_safe_eigh_uses_the_symmetric_part_of_a_non_symmetric_matrix():
+    f = _spd(8, seed=3)
+    skew = torch.triu(torch.randn(8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64), 1)
+    skew = skew - skew.T
+    values, vectors, _ = safe_eigh(f + skew, dtype=torch.float64)  # symmetric part: f
+    expected = torch.linalg.eigvalsh(f)
+    torch.testing.assert_close(values, expected, atol=1e-12, rtol=0)
+    torch.testing.assert_close((vectors * values) @ vectors.T, f, atol=1e-12, rtol=0)
+    # eigh alone reads one triangle, which here is not f: the symmetrisation is what makes the test pass.
+    assert (torch.linalg.eigvalsh(f + skew) - expected).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("d", [64, 256, 1024])
+@pytest.mark.parametrize("gap", [0.5, 0.05, 0.01, 0.001])
+def test_lanczos_top_eigenvalue_with_small_gaps_and_its_residual(d, gap):
+    # A slowly decaying bulk (s_k ∝ k^-0.2) is the hard case: the default 24 steps still converge.
+    s = torch.arange(1, d + 1, dtype=torch.float64).pow(-0.2)
+    s[1] = 1.0 - gap
+    q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64))
+    f = (q * s) @ q.T
+    value, residual = top_eigenvalue(f)
+    assert abs(value.item() - 1.0) < 1e-12 and residual < 1e-9
+    short, short_residual = top_eigenvalue(f, num_iters=3)
+    assert short <= 1.0 + 1e-12 and short_residual > 1e-3  # not converged, and the residual says so
+
+
+def test_lanczos_is_exact_once_the_krylov_space_is_invariant():
+    f = torch.diag(torch.tensor([0.72, 1.08, 0.05, 0.01], dtype=torch.float64))
+    value, residual = top_eigenvalue(f, num_iters=32)
+    assert abs(value.item() - 1.08) <= 4 * torch.finfo(torch.float64).eps and residual < 1e-15
+    assert value.float() == torch.tensor(1.08)  # exact after rounding to the float32 of the state
