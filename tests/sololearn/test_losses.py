@@ -54,7 +54,10 @@ def test_the_configured_loss_is_the_one_optimised(method, loss):
     (grad,) = torch.autograd.grad(got, Z[0])
     (grad_expected,) = torch.autograd.grad(expected, Z[0])
     torch.testing.assert_close(grad, grad_expected)
-    assert int(model.predictor.step) == 2  # this step's statistics came after the loss
+    # This micro-batch's statistics came after the loss and wait for the optimizer step.
+    assert int(model.predictor.step) == 1 and torch.equal(model.predictor.weight, Wp)
+    model.predictor.finish_step()
+    assert int(model.predictor.step) == 2 and not torch.equal(model.predictor.weight, Wp)
 
 
 @pytest.mark.parametrize("loss", ["isoloss", "euclidean"])
