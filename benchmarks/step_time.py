@@ -11,9 +11,9 @@ over the methods for ``--rounds`` rounds, so machine drift hits all methods alik
 between two consecutive ``on_train_batch_start`` hooks: forward, loss, backward, optimizer step, EMA
 update, predictor statistics and every callback — the whole loop iteration (the data are in-memory
 tensors). The first step of each fit is dropped; the reported time is the median over all rounds.
-``predictor.update`` (statistics + W_p recomputation) is timed on its own inside the same steps. The
-spectral monitor's share is DirectPred with ``spectral.enabled`` true (every 20 steps, buffer 512, no
-PNG redraws) minus false.
+The predictor's own work (``accumulate`` + ``finish_step``: statistics + W_p recomputation) is timed on
+its own inside the same steps. The spectral monitor's share is DirectPred with ``spectral.enabled`` true
+(every 20 steps, buffer 512, no PNG redraws) minus false.
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated`` during the fit, reset before each method. On CPU
 (Linux) each method runs once more in its own fresh process and reports the growth of the peak resident
@@ -125,18 +125,26 @@ def _loader(n_batches: int, batch_size: int, size: int, num_classes: int = 10):
 
 
 def _timed_update(model, sync, store: list[float]) -> None:  # noqa: ANN001
-    """Wrap ``model.predictor.update`` so its time per call lands in ``store``."""
-    original = model.predictor.update
+    """Time the predictor's work of each optimizer step into ``store``: its micro-batch statistics
+    (``accumulate``, once per step here) plus ``finish_step`` (all-reduce, running update, W_p)."""
+    pending: list[float] = []
 
-    def update(*views: torch.Tensor) -> bool:
-        sync()
-        start = time.perf_counter()
-        result = original(*views)
-        sync()
-        store.append(time.perf_counter() - start)
-        return result
+    def timed(original, finishes: bool):  # noqa: ANN001, ANN202
+        def call(*args: torch.Tensor):  # noqa: ANN202
+            sync()
+            start = time.perf_counter()
+            result = original(*args)
+            sync()
+            pending.append(time.perf_counter() - start)
+            if finishes:
+                store.append(sum(pending))
+                pending.clear()
+            return result
 
-    model.predictor.update = update
+        return call
+
+    model.predictor.accumulate = timed(model.predictor.accumulate, finishes=False)
+    model.predictor.finish_step = timed(model.predictor.finish_step, finishes=True)
 
 
 def fit(
@@ -306,7 +314,7 @@ def table(result: dict[str, Any]) -> str:
             f"{result['size']}×{result['size']}, "
             f"median of {result['rounds']} rounds × {result['steps_per_round']} steps",
             "",
-            f"| method | step ms | vs upstream BYOL | predictor.update ms (share) | {mem_label} |",
+            f"| method | step ms | vs upstream BYOL | predictor update ms (share) | {mem_label} |",
             "|---|---|---|---|---|",
         ]
         for key, row in block["methods"].items():
