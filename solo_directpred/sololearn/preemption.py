@@ -46,7 +46,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +74,13 @@ def random_state() -> dict[str, Any]:
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos)}
-        | {"has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "random": {"version": version, "internal": torch.tensor(internal), "gauss_next": gauss_next},
     }
 
@@ -235,7 +240,7 @@ class PreemptionCheckpoint(Callback):
         batch_sampler, sampler, order = found
         self._sampler = (batch_sampler, sampler)
         start = self._batches_done * batch_sampler.batch_size
-        batch_sampler.sampler = _EpochOrder(order, start, len(sampler) if isinstance(sampler, Sized) else 0)
+        batch_sampler.sampler = _EpochOrder(order, start, len(sampler))
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
