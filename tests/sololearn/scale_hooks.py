@@ -8,8 +8,7 @@ Added on the command line of upstream's unmodified ``main_pretrain.py``, with th
 
 At job start it swaps ``METHODS[cfg.method]`` for a subclass that, on every rank, saves to
 ``DIR/rank{R}-{start,end}.pt`` the predictor's state, the learning rate the method and its optimizer use,
-the world layout Lightning set up, the sample indices this rank trained on and the sum of each
-augmented view (one number per view and batch). Training itself is the
+the world layout Lightning set up, and the sample indices this rank trained on. Training itself is the
 registered method's, untouched.
 """
 
@@ -38,7 +37,6 @@ def _dumping(method_cls: type, out: Path) -> type:
                 method_lr=float(self.lr),
                 optimizer_lr=float(trainer.optimizers[0].param_groups[0]["lr"]),
                 indices=torch.tensor(getattr(self, "_seen", []), dtype=torch.long),
-                view_sums=torch.stack(getattr(self, "_views", [torch.zeros(2, dtype=torch.float64)])),
             )
             out.mkdir(parents=True, exist_ok=True)
             torch.save(state, out / f"rank{trainer.global_rank}-{when}.pt")
@@ -50,8 +48,6 @@ def _dumping(method_cls: type, out: Path) -> type:
         def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
             super().on_train_batch_start(batch, batch_idx)
             self._seen = getattr(self, "_seen", []) + [int(i) for i in batch[0]]
-            views = torch.stack([v.double().sum() for v in batch[1]])
-            self._views = getattr(self, "_views", []) + [views]
 
         def on_train_end(self) -> None:
             super().on_train_end()
