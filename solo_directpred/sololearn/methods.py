@@ -332,7 +332,9 @@ class _LinearPredictorMixin:
         return self.predictor.weight.detach()
 
     def configure_callbacks(self) -> list:
-        return spectral_callbacks(self.spectral_cfg)
+        from solo_directpred.sololearn.preemption import preemption_callbacks
+
+        return spectral_callbacks(self.spectral_cfg) + preemption_callbacks(self.cfg)
 
 
 class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
