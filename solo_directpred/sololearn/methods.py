@@ -181,7 +181,7 @@ def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
 
 
 def spectral_callbacks(section: dict[str, Any]) -> list:
-    """The monitor (and its ``select_by`` checkpoint) from a ``spectral`` config section; ``[]`` when disabled."""
+    """The monitor (and its ``select_by`` checkpoint) from a ``spectral`` section; ``[]`` when disabled."""
     from solo_directpred.spectral.callback import build_callbacks
 
     return build_callbacks(section)
