@@ -714,11 +714,14 @@ class SpectralMonitor(Callback):
             return
         from solo_directpred.spectral.plots import plot_spectral_dir
 
+        self._plot_process = None
         try:
             plot_spectral_dir(self._spectral_dir)
         except (OSError, ValueError, RuntimeError) as err:
             self._panels_step = None
             rank_zero_warn(f"SpectralMonitor: could not draw the panels in {self._spectral_dir}: {err}")
+            return
+        self._publish_panels(trainer)
 
     def _publish_panels(self, trainer: pl.Trainer) -> None:
         """Send the last finished drawing to the image-capable loggers (once per drawing)."""
@@ -756,10 +759,10 @@ class SpectralMonitor(Callback):
             except subprocess.TimeoutExpired:
                 self._plot_process.kill()
                 self._plot_process.wait()
+        self._publish_panels(trainer)  # a background drawing that finished
         if self._records_since_plot or self._plot_process is not None and self._plot_process.returncode != 0:
             self._plot(trainer, background=False)
         self._plot_process = None
-        self._publish_panels(trainer)
 
 
 def build_callbacks(section: Mapping[str, Any] | None, prefix: str = "spectral") -> list[Callback]:
