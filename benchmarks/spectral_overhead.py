@@ -255,15 +255,25 @@ def main() -> None:
     device = torch.device(
         "cuda" if args.accelerator in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
     )
+    snapshots = [
+        (
+            dim,
+            _snapshot_ms(dim, args.buffer_size, device, True),
+            _snapshot_ms(dim, args.buffer_size, device, False),
+        )
+        for dim in tqdm(args.dims, desc="snapshot cost", unit="d", leave=False)
+    ]
+    ranks = [
+        (width, _rankme_ms(width, RANKME_SAMPLES, device))
+        for width in tqdm(args.rankme_widths, desc="RankMe cost", unit="width", leave=False)
+    ]
     print(f"\none measurement (spectral_snapshot) on {args.buffer_size} rows, {device}, milliseconds:")
     print(f"    {'d':>5s}  {'W_p + LiDAR':>11s}  {'bare':>8s}")
-    for dim in tqdm(args.dims, desc="snapshot cost", unit="d", leave=False):
-        with_w = _snapshot_ms(dim, args.buffer_size, device, predictor=True)
-        without = _snapshot_ms(dim, args.buffer_size, device, predictor=False)
-        tqdm.write(f"    {dim:5d}  {with_w:11.1f}  {without:8.1f}")
+    for dim, with_w, without in snapshots:
+        print(f"    {dim:5d}  {with_w:11.1f}  {without:8.1f}")
     print(f"\nepoch-end RankMe on {RANKME_SAMPLES} rows, {device}, milliseconds:")
-    for width in tqdm(args.rankme_widths, desc="RankMe cost", unit="width", leave=False):
-        tqdm.write(f"    width {width:5d}: {_rankme_ms(width, RANKME_SAMPLES, device):9.1f}")
+    for width, ms in ranks:
+        print(f"    width {width:5d}: {ms:9.1f}")
 
 
 if __name__ == "__main__":
