@@ -204,7 +204,7 @@ class SpectralMonitor(Callback):
     Example::
 
         from lightning.pytorch import Trainer
-        from solo_directpred.spectral import SpectralMonitor
+        from solo_directpred.spectral import SpectralMonitor, selection_checkpoint
 
         monitor = SpectralMonitor(every_n_steps=100, stop_on_collapse=True)
         trainer = Trainer(callbacks=[monitor, selection_checkpoint("lidar")])
