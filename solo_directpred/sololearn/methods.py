@@ -203,11 +203,10 @@ def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
 
 
 def spectral_callbacks(section: dict[str, Any]) -> list:
-    """``[SpectralMonitor]`` built from a ``spectral`` config section, or ``[]`` when it is disabled."""
-    from solo_directpred.spectral.callback import SpectralMonitor
+    """The monitor (and its ``select_by`` checkpoint) from a ``spectral`` section; ``[]`` when disabled."""
+    from solo_directpred.spectral.callback import build_callbacks
 
-    monitor = SpectralMonitor.from_config(section)
-    return [] if monitor is None else [monitor]
+    return build_callbacks(section)
 
 
 def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
@@ -311,8 +310,13 @@ class _LinearPredictorMixin:
         return loss
 
     def _step_output(self, loss: torch.Tensor, out: dict[str, Any]) -> dict[str, Any]:
-        """The loss, plus the detached projections of the large crops for callbacks (spectral monitor)."""
-        return {"loss": loss, "z": [z.detach() for z in out["z"][: self.num_large_crops]]}
+        """The loss, plus the detached projections and representations of the large crops for callbacks."""
+        large = slice(0, self.num_large_crops)
+        return {
+            "loss": loss,
+            "z": [z.detach() for z in out["z"][large]],
+            "feats": [f.detach() for f in out["feats"][large]],
+        }
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimizer step (its closure runs the last micro-batch), then the predictor's own step.
@@ -328,8 +332,15 @@ class _LinearPredictorMixin:
             self.predictor.symmetrize()
 
     def linear_predictor_weight(self) -> torch.Tensor | None:
-        """W_p (d × d) for the spectral monitor."""
-        return self.predictor.weight.detach()
+        """W_p (d × d) as the next forward uses it, for the spectral monitor.
+
+        Callbacks' ``on_train_batch_end`` runs before the module's, where a symmetric trained predictor is
+        symmetrised: the monitor gets (W + Wᵀ)/2, the matrix the next step predicts with.
+        """
+        weight = self.predictor.weight.detach()
+        if isinstance(self.predictor, LinearPredictor) and self.predictor.symmetric:
+            return 0.5 * (weight + weight.T)
+        return weight
 
     def configure_callbacks(self) -> list:
         from solo_directpred.sololearn.preemption import preemption_callbacks

@@ -2,7 +2,7 @@
 
 Upstream's ``training_step`` returns a bare loss, so a callback never sees the projector outputs. The
 subclass built here records the online projections of the large crops while ``training_step`` runs and
-returns ``{"loss": loss, "z": [z_1, z_2]}``; ``configure_callbacks`` adds the
+returns ``{"loss": loss, "z": [z_1, z_2], "feats": [f_1, f_2]}``; ``configure_callbacks`` adds the
 :class:`~solo_directpred.spectral.callback.SpectralMonitor` built from the ``spectral`` config section. The
 predictor metrics are skipped (the upstream predictor is an MLP); the embedding metrics are logged.
 """
@@ -28,19 +28,20 @@ def monitored(method_cls: type) -> type:
         def __init__(self, cfg: Any) -> None:
             super().__init__(cfg)
             self.spectral_cfg = OmegaConf.to_container(cfg.spectral, resolve=True)
-            self._captured: list[torch.Tensor] | None = None
+            self._captured: list[tuple[torch.Tensor, torch.Tensor]] | None = None
 
         def forward(self, X: torch.Tensor) -> dict[str, Any]:
             out = super().forward(X)
             if self._captured is not None:
-                self._captured.append(out["z"].detach())
+                self._captured.append((out["z"].detach(), out["feats"].detach()))
             return out
 
         def training_step(self, batch: Any, batch_idx: int) -> dict[str, Any]:
             self._captured = []
             try:
                 loss = super().training_step(batch, batch_idx)
-                return {"loss": loss, "z": self._captured[: self.num_large_crops]}
+                large = self._captured[: self.num_large_crops]
+                return {"loss": loss, "z": [z for z, _ in large], "feats": [f for _, f in large]}
             finally:
                 self._captured = None
 

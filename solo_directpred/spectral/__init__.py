@@ -1,8 +1,10 @@
 """Spectral monitoring of non-contrastive SSL: the paper's Fig. 2 as a live instrument, and a collapse alarm.
 
 * :mod:`~solo_directpred.spectral.metrics`: framework-free metric functions (torch only);
-* :class:`~solo_directpred.spectral.callback.SpectralMonitor`: the Lightning callback (imported lazily, so
-  that the metrics work without Lightning);
+* :class:`~solo_directpred.spectral.callback.SpectralMonitor`: the Lightning callback, with
+  ``selection_checkpoint`` (label-free checkpoint selection) and ``build_callbacks`` (both from a config
+  section); imported lazily, so that the metrics work without Lightning;
+* :mod:`~solo_directpred.spectral.alarm`: the collapse alarm's default thresholds, relative to d;
 * :mod:`~solo_directpred.spectral.records` and :mod:`~solo_directpred.spectral.plots`: the run's spectral
   log and its panels (``solo-directpred spectral plot RUN_DIR``).
 """
@@ -23,6 +25,7 @@ from solo_directpred.spectral.metrics import (
     dead_modes,
     eigenvalue_slope,
     eigenvalues,
+    lidar,
     participation_ratio,
     rankme,
     spectral_snapshot,
@@ -32,6 +35,8 @@ from solo_directpred.spectral.metrics import (
 __all__ = [
     "CollapseWarning",
     "SpectralMonitor",
+    "build_callbacks",
+    "selection_checkpoint",
     "SpectralSnapshot",
     "alignment",
     "alpha_req",
@@ -43,6 +48,7 @@ __all__ = [
     "dead_modes",
     "eigenvalue_slope",
     "eigenvalues",
+    "lidar",
     "participation_ratio",
     "rankme",
     "spectral_snapshot",
@@ -51,7 +57,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SpectralMonitor", "CollapseWarning"):
+    if name in ("SpectralMonitor", "CollapseWarning", "build_callbacks", "selection_checkpoint"):
         from solo_directpred.spectral import callback
 
         return getattr(callback, name)

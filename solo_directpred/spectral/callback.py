@@ -1,32 +1,39 @@
 """``SpectralMonitor``: a Lightning callback that measures the paper's Fig. 2 quantities during training.
 
 Every ``every_n_steps`` optimizer steps it gathers the most recent projector outputs of all ranks, computes
-the metrics of :mod:`solo_directpred.spectral.metrics` once (on rank 0), logs the scalars to every logger
-of the run under ``spectral/…``, appends the full spectra to ``<log_dir>/spectral/spectra.jsonl`` and,
-every ``plot_every_n_epochs`` epochs, redraws ``spectral.png``. An optional collapse alarm warns, and can
-stop the run, when RankMe or z-std fall below a threshold.
+the metrics of :mod:`solo_directpred.spectral.metrics` once (on rank 0; LiDAR with the views grouped by
+their image's dataset index), logs the scalars to every logger of the run under ``spectral/…`` and the
+spectra as histograms where the logger has them, appends the full spectra to
+``<log_dir>/spectral/spectra.jsonl`` and, every ``plot_every_n_epochs`` epochs, redraws ``spectral.png``
+and sends it to the image-capable loggers (TensorBoard, W&B). At every epoch end it computes RankMe on up
+to ``rankme_samples`` rows of backbone representations and of projector outputs. A collapse alarm, on by
+default, warns (and can stop the run) when RankMe or z-std fall below a threshold or the projections
+are no longer finite.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from solo_directpred.spectral.metrics import spectral_snapshot
-from solo_directpred.spectral.records import RECORDS_FILE, RecordWriter, make_record, write_meta
+from solo_directpred.spectral import alarm
+from solo_directpred.spectral.loggers import log_histograms, log_image, read_png
+from solo_directpred.spectral.metrics import SpectralSnapshot, rankme, spectral_snapshot
+from solo_directpred.spectral.records import PLOT_FILE, RECORDS_FILE, RecordWriter, make_record, write_meta
 
 #: Keys accepted by :meth:`SpectralMonitor.from_config`, and under its ``alarm`` section.
 CONFIG_KEYS = (
@@ -38,29 +45,31 @@ CONFIG_KEYS = (
     "output_key",
     "plot_in_background",
     "min_plot_interval_s",
+    "lidar",
+    "rankme_samples",
+    "log_panels",
+    "select_by",
     "alarm",
 )
 ALARM_KEYS = ("rankme_min", "zstd_min", "stop")
+#: Metrics a run can keep its best checkpoint by (``select_by``); higher is better for each.
+SELECTION_METRICS = ("lidar", "rankme", "rankme_repr", "rankme_proj")
+#: Rows of representations for the epoch-end RankMe: the sample count of the RankMe paper (§4).
+RANKME_SAMPLES = 25_600
 #: Seconds :meth:`SpectralMonitor.on_train_end` waits for a background redraw before drawing the last one.
 PLOT_WAIT_S = 120.0
+#: The tag of the panels in image-capable loggers.
+PANELS_TAG = "spectral/panels"
 
 
 class CollapseWarning(UserWarning):
-    """Emitted by :class:`SpectralMonitor` when RankMe or z-std fall below their alarm threshold."""
+    """Emitted by :class:`SpectralMonitor` on a collapse (RankMe, z-std below threshold) or divergence."""
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}")
     return int(value)
-
-
-def _check_threshold(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected a number >= 0, or null to disable")
-    return float(value)
 
 
 def _check_seconds(name: str, value: Any) -> float:
@@ -81,59 +90,124 @@ def _check_keys(section: Mapping, allowed: tuple[str, ...], where: str) -> None:
         raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}")
 
 
+class _Rows:
+    """The last ``capacity`` rows of a stream of (B, k) tensors with optional (B,) labels, by reference."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.chunks: deque[tuple[Tensor, Tensor | None]] = deque()
+        self.count = 0
+
+    def append(self, rows: Tensor, labels: Tensor | None = None) -> None:
+        self.chunks.append((rows, labels))
+        self.count += rows.shape[0]
+        while self.chunks and self.count - self.chunks[0][0].shape[0] >= self.capacity:
+            self.count -= self.chunks.popleft()[0].shape[0]
+
+    def tensors(self, device: torch.device) -> tuple[Tensor | None, Tensor | None]:
+        """The kept rows as one float32 tensor, and their labels (None if any lacks them)."""
+        if not self.chunks:
+            return None, None
+        widths = {rows.shape[-1] for rows, _ in self.chunks}
+        if len(widths) > 1:
+            raise ValueError(f"SpectralMonitor: the outputs changed width during training: {sorted(widths)}")
+        rows = torch.cat([r.to(device=device, dtype=torch.float32) for r, _ in self.chunks])[-self.capacity :]
+        if any(labels is None for _, labels in self.chunks):
+            return rows, None
+        labels = torch.cat([lab.to(device=device, dtype=torch.int64) for _, lab in self.chunks])
+        return rows, labels[-self.capacity :]
+
+
+def selection_checkpoint(metric: str, dirpath: str | os.PathLike | None = None) -> ModelCheckpoint:
+    """A ``ModelCheckpoint`` keeping the checkpoint of highest ``spectral/<metric>`` (label-free selection).
+
+    Args:
+        metric: one of :data:`SELECTION_METRICS` (``lidar``, ``rankme``, ``rankme_repr``, ``rankme_proj``).
+        dirpath: where the checkpoint goes; None: Lightning's default (``<log_dir>/checkpoints``).
+    """
+    if metric not in SELECTION_METRICS:
+        raise ValueError(
+            f"select_by = {metric!r} is not allowed: expected one of {', '.join(SELECTION_METRICS)}"
+        )
+    return ModelCheckpoint(
+        dirpath=dirpath,
+        monitor=f"spectral/{metric}",
+        mode="max",
+        save_top_k=1,
+        filename=f"best-{metric}-{{epoch}}-{{step}}",
+        auto_insert_metric_name=False,
+    )
+
+
 class SpectralMonitor(Callback):
     """Log the spectra of the embeddings and of the linear predictor every ``every_n_steps`` steps.
 
-    What it reads (the contract with the LightningModule):
+    What it reads (the contract with the LightningModule), in ``on_train_batch_end``:
 
-    * the projector outputs, from the ``training_step`` output dict in ``on_train_batch_end``: key
-      ``output_key`` (``"z"``, as solo-learn's methods return), a list of (B, d) tensors, one per view, or a
-      single (…, d) tensor; all views are pooled;
-    * the linear predictor W_p (d × d, acting as ``W_p z``), from ``pl_module.linear_predictor_weight()`` when
-      the module has that method and it returns a tensor; otherwise only the embedding metrics are logged.
+    * the projector outputs, from the ``training_step`` output dict: key ``output_key`` (``"z"``, as
+      solo-learn's methods return), a list of (B, d) tensors, one per view, or a single (…, d) tensor; all
+      views are pooled;
+    * the backbone representations, key ``"feats"`` in the same layout (optional: the epoch-end RankMe of
+      the representations needs them);
+    * each row's image index, for LiDAR: ``outputs["indexes"]``, or else the first element of a solo-learn
+      batch ``(indexes, [views...], labels)``; views of one image share it;
+    * the linear predictor W_p (d × d, acting as ``W_p z``) as the next forward will use it, from
+      ``pl_module.linear_predictor_weight()`` when the module has that method and it returns a tensor;
+      otherwise only the embedding metrics are logged.
 
-    When it runs: it keeps the last ``buffer_size`` rows of projector outputs of each rank (references to the
-    detached tensors, no copy, no device transfer). At every ``trainer.global_step`` that is a multiple of
-    ``every_n_steps`` all ranks gather their buffers (padded ``all_gather``), rank 0 computes the metrics
-    in float64 (:func:`~solo_directpred.spectral.metrics.spectral_snapshot`: one N·d² Gram product and two
-    or three d × d ``eigh``) and broadcasts the scalars, so that every rank logs the same values and takes
-    the same stop decision. Rank 0 writes the loggers (``log_metrics`` at Lightning's logging step, so CSV,
-    TensorBoard and W&B all get them) and the spectral log; the scalars also go to
+    When it runs: it keeps the last ``buffer_size`` rows of projector outputs of each rank (references to
+    the detached tensors, no copy, no device transfer). At every ``trainer.global_step`` that is a multiple
+    of ``every_n_steps`` all ranks gather their buffers (padded ``all_gather``), rank 0 computes the metrics
+    in float64 (:func:`~solo_directpred.spectral.metrics.spectral_snapshot`) and broadcasts the scalars, so
+    that every rank logs the same values and takes the same stop decision. Rank 0 writes the loggers
+    (``log_metrics`` at Lightning's logging step, so CSV, TensorBoard and W&B all get them; TensorBoard and
+    W&B also get the spectra as histograms) and the spectral log; the scalars also go to
     ``trainer.callback_metrics`` (``pl_module.log(…, logger=False)``) so ``EarlyStopping`` or
-    ``ModelCheckpoint`` can monitor them. Alignment and the log-log slope use F of the gathered buffer.
+    ``ModelCheckpoint`` can monitor them. At every epoch end the same happens for ``rankme_repr`` and
+    ``rankme_proj``: RankMe of the last ``rankme_samples`` rows (all ranks together) of the first view's
+    backbone representations and projector outputs.
 
     Files, in ``dirpath`` (default ``<trainer.log_dir or default_root_dir>/spectral``): ``spectra.jsonl``
     (full spectra, one flushed line per measurement), ``meta.json`` and ``spectral.png`` (redrawn every
     ``plot_every_n_epochs`` epochs but not more often than every ``min_plot_interval_s`` seconds, in a
-    background process by default, and once more at the end of fit).
-    ``solo-directpred spectral plot RUN_DIR`` redraws it from the log.
+    background process by default, and once more at the end of fit; each finished drawing goes to the
+    TensorBoard and W&B loggers as the image ``spectral/panels``). ``solo-directpred spectral plot RUN_DIR``
+    redraws it from the log.
 
-    Cost: a measurement is one N·d² Gram product and a few float64 d × d eigendecompositions, about 0.1 s
-    on one CPU core for d = 256 and N = 2,048; with the default cadence (every 100 steps) that is under 1%
-    of training time once a step takes 0.1 s or more. The cost grows as d³ (≈ 17 s on one CPU core for
-    d = 2048): raise ``every_n_steps`` for wide projectors. ``benchmarks/spectral_overhead.py`` prints the
-    measured share and the per-measurement cost for several d.
+    The collapse alarm (``docs/spectral.md``): a measurement warns with a :class:`CollapseWarning` naming
+    the metric, its value, the threshold and the step when RankMe < ``rankme_min`` or z-std < ``zstd_min``
+    (``"auto"``: thresholds relative to d, see :mod:`~solo_directpred.spectral.alarm`), or when no
+    buffered projection is finite (the run diverged). ``stop_on_collapse`` also stops the run.
+
+    Cost: ``benchmarks/spectral_overhead.py`` prints the measured share of training time with everything on
+    and the per-measurement cost for several d; see ``docs/spectral.md``.
 
     Args:
         every_n_steps: measure at every multiple of this many optimizer steps (≥ 1).
         buffer_size: rows of recent projector outputs per rank (views pooled) used for a measurement (≥ 2).
         plot_every_n_epochs: redraw the PNG every this many epochs; 0 never draws during training.
-        rankme_min: collapse alarm when RankMe < this (None: off).
-        zstd_min: collapse alarm when z-std < this (None: off; healthy ≈ 1/√d).
+        rankme_min: alarm when RankMe < this; "auto" (default) for the d-relative default, None: off.
+        zstd_min: alarm when z-std < this; "auto" (default) for the d-relative default, None: off.
         stop_on_collapse: on an alarm, also set ``trainer.should_stop``.
         dirpath: where the spectral files go; None for the default above.
         output_key: the key of the projector outputs in the ``training_step`` output dict.
         plot_in_background: draw the per-epoch PNG in a separate process so training does not wait for it.
         min_plot_interval_s: skip an epoch-end redraw if the previous one started less than this many
             seconds ago (short epochs would otherwise spend CPU on drawing); the end of fit always redraws.
+        lidar: compute LiDAR at each measurement (needs the image indexes; skipped with a warning without).
+        rankme_samples: rows (all ranks together) for the epoch-end RankMe of the representations and of
+            the projector outputs (default 25,600, the RankMe paper's); 0 turns it off.
+        log_panels: send the panels and the spectra to the TensorBoard and W&B loggers.
+        select_by: with :func:`build_callbacks`, also keep the best checkpoint by this metric (one of
+            :data:`SELECTION_METRICS`), or None.
 
     Example::
 
         from lightning.pytorch import Trainer
-        from solo_directpred.spectral import SpectralMonitor
+        from solo_directpred.spectral import SpectralMonitor, selection_checkpoint
 
-        monitor = SpectralMonitor(every_n_steps=100, rankme_min=8.0, stop_on_collapse=True)
-        trainer = Trainer(callbacks=[monitor])
+        monitor = SpectralMonitor(every_n_steps=100, stop_on_collapse=True)
+        trainer = Trainer(callbacks=[monitor, selection_checkpoint("lidar")])
     """
 
     def __init__(
@@ -141,25 +215,44 @@ class SpectralMonitor(Callback):
         every_n_steps: int = 100,
         buffer_size: int = 2048,
         plot_every_n_epochs: int = 1,
-        rankme_min: float | None = None,
-        zstd_min: float | None = None,
+        rankme_min: float | str | None = alarm.AUTO,
+        zstd_min: float | str | None = alarm.AUTO,
         stop_on_collapse: bool = False,
         dirpath: str | os.PathLike | None = None,
         output_key: str = "z",
         plot_in_background: bool = True,
         min_plot_interval_s: float = 300.0,
+        lidar: bool = True,
+        rankme_samples: int = RANKME_SAMPLES,
+        log_panels: bool = True,
+        select_by: str | None = None,
     ) -> None:
         super().__init__()
         self.every_n_steps = _check_int("every_n_steps", every_n_steps, 1)
         self.buffer_size = _check_int("buffer_size", buffer_size, 2)
         self.plot_every_n_epochs = _check_int("plot_every_n_epochs", plot_every_n_epochs, 0)
-        self.rankme_min = _check_threshold("rankme_min", rankme_min)
-        self.zstd_min = _check_threshold("zstd_min", zstd_min)
+        self.rankme_min = alarm.check_setting("rankme_min", rankme_min)
+        self.zstd_min = alarm.check_setting("zstd_min", zstd_min)
         self.stop_on_collapse = _check_bool("stop_on_collapse", stop_on_collapse)
         self.plot_in_background = _check_bool("plot_in_background", plot_in_background)
         self.min_plot_interval_s = _check_seconds("min_plot_interval_s", min_plot_interval_s)
+        self.lidar = _check_bool("lidar", lidar)
+        self.rankme_samples = _check_int("rankme_samples", rankme_samples, 0)
+        self.log_panels = _check_bool("log_panels", log_panels)
         if not isinstance(output_key, str) or not output_key:
             raise ValueError(f"output_key = {output_key!r} is not allowed: expected a non-empty string")
+        if select_by is not None and select_by not in SELECTION_METRICS:
+            raise ValueError(
+                f"select_by = {select_by!r} is not allowed: expected one of {', '.join(SELECTION_METRICS)} "
+                "or null"
+            )
+        needs_lidar = select_by == "lidar" and not self.lidar
+        if needs_lidar or (select_by in ("rankme_repr", "rankme_proj") and not self.rankme_samples):
+            raise ValueError(
+                f"select_by = {select_by!r} needs its metric: "
+                + ("lidar = true" if select_by == "lidar" else "rankme_samples > 0")
+            )
+        self.select_by = select_by
         self.output_key = output_key
         self.dirpath = None if dirpath is None else Path(dirpath)
         self.log_prefix = "spectral/"
@@ -169,13 +262,15 @@ class SpectralMonitor(Callback):
         self.num_alarms = 0
         self.last_scalars: dict[str, float] = {}
 
-        self._buffer: deque[Tensor] = deque()
-        self._buffer_rows = 0
+        self._buffer = _Rows(self.buffer_size)
+        self._representations = _Rows(self.rankme_samples)
+        self._projections = _Rows(self.rankme_samples)
         self._spectral_dir: Path | None = None
         self._writer: RecordWriter | None = None
         self._plot_process: subprocess.Popen | None = None
         self._records_since_plot = 0
         self._last_plot_start: float | None = None
+        self._panels_step: int | None = None
         self._warned: set[str] = set()
 
     @classmethod
@@ -194,9 +289,13 @@ class SpectralMonitor(Callback):
             min_plot_interval_s: 300  # skip epoch-end redraws closer together than this
             dirpath: null            # null: <log_dir>/spectral
             output_key: z
+            lidar: true              # LiDAR at each measurement (views grouped by image index)
+            rankme_samples: 25600    # epoch-end RankMe of representations and projections; 0: off
+            log_panels: true         # panels and spectra to TensorBoard / W&B
+            select_by: null          # lidar | rankme | rankme_repr | rankme_proj: keep the best checkpoint
             alarm:
-              rankme_min: null       # e.g. 8.0
-              zstd_min: null         # e.g. 0.01
+              rankme_min: auto       # auto: max(1.5, 0.05·d); a number; null: off
+              zstd_min: auto         # auto: 0.15/√d; a number; null: off
               stop: false            # true: stop the run on an alarm
 
         Args:
@@ -212,14 +311,14 @@ class SpectralMonitor(Callback):
         _check_keys(section, CONFIG_KEYS, prefix)
         if not _check_bool(f"{prefix}.enabled", section.get("enabled", True)):
             return None
-        alarm = section.get("alarm")
-        alarm = {} if alarm is None else alarm
-        if not isinstance(alarm, Mapping):
+        settings = section.get("alarm")
+        settings = {} if settings is None else settings
+        if not isinstance(settings, Mapping):
             raise ValueError(
-                f"{prefix}.alarm = {alarm!r} is not allowed: expected a mapping with keys "
+                f"{prefix}.alarm = {settings!r} is not allowed: expected a mapping with keys "
                 f"{', '.join(ALARM_KEYS)}"
             )
-        _check_keys(alarm, ALARM_KEYS, f"{prefix}.alarm")
+        _check_keys(settings, ALARM_KEYS, f"{prefix}.alarm")
         output_key = section.get("output_key", "z")
         if not isinstance(output_key, str) or not output_key:
             raise ValueError(
@@ -228,15 +327,23 @@ class SpectralMonitor(Callback):
         dirpath = section.get("dirpath")
         if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
             raise ValueError(f"{prefix}.dirpath = {dirpath!r} is not allowed: expected a path or null")
-        return cls(
+        select_by = section.get("select_by")
+        if select_by is not None and select_by not in SELECTION_METRICS:
+            raise ValueError(
+                f"{prefix}.select_by = {select_by!r} is not allowed: expected one of "
+                f"{', '.join(SELECTION_METRICS)} or null"
+            )
+        options = dict(
             every_n_steps=_check_int(f"{prefix}.every_n_steps", section.get("every_n_steps", 100), 1),
             buffer_size=_check_int(f"{prefix}.buffer_size", section.get("buffer_size", 2048), 2),
             plot_every_n_epochs=_check_int(
                 f"{prefix}.plot_every_n_epochs", section.get("plot_every_n_epochs", 1), 0
             ),
-            rankme_min=_check_threshold(f"{prefix}.alarm.rankme_min", alarm.get("rankme_min")),
-            zstd_min=_check_threshold(f"{prefix}.alarm.zstd_min", alarm.get("zstd_min")),
-            stop_on_collapse=_check_bool(f"{prefix}.alarm.stop", alarm.get("stop", False)),
+            rankme_min=alarm.check_setting(
+                f"{prefix}.alarm.rankme_min", settings.get("rankme_min", alarm.AUTO)
+            ),
+            zstd_min=alarm.check_setting(f"{prefix}.alarm.zstd_min", settings.get("zstd_min", alarm.AUTO)),
+            stop_on_collapse=_check_bool(f"{prefix}.alarm.stop", settings.get("stop", False)),
             dirpath=dirpath,
             output_key=output_key,
             plot_in_background=_check_bool(
@@ -245,7 +352,16 @@ class SpectralMonitor(Callback):
             min_plot_interval_s=_check_seconds(
                 f"{prefix}.min_plot_interval_s", section.get("min_plot_interval_s", 300.0)
             ),
+            lidar=_check_bool(f"{prefix}.lidar", section.get("lidar", True)),
+            rankme_samples=_check_int(
+                f"{prefix}.rankme_samples", section.get("rankme_samples", RANKME_SAMPLES), 0
+            ),
+            log_panels=_check_bool(f"{prefix}.log_panels", section.get("log_panels", True)),
         )
+        try:
+            return cls(**options, select_by=select_by)
+        except ValueError as err:
+            raise ValueError(f"{prefix}.{err}") from None
 
     @property
     def state_key(self) -> str:
@@ -284,6 +400,8 @@ class SpectralMonitor(Callback):
             "zstd_min": self.zstd_min,
             "stop_on_collapse": self.stop_on_collapse,
             "output_key": self.output_key,
+            "lidar": self.lidar,
+            "rankme_samples": self.rankme_samples,
         }
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -295,11 +413,51 @@ class SpectralMonitor(Callback):
             base = trainer.log_dir  # a collective call: every rank must make it
             directory = Path(base or trainer.default_root_dir) / "spectral"
         self._spectral_dir = Path(directory)
+        # each rank keeps its share of the epoch-end RankMe rows
+        share = math.ceil(self.rankme_samples / max(trainer.world_size, 1))
+        self._representations.capacity = self._projections.capacity = share
         if trainer.is_global_zero:
             self._writer = RecordWriter(self._spectral_dir / RECORDS_FILE)
             write_meta(self._spectral_dir, self._meta())
 
-    def _collect(self, outputs: Any) -> None:
+    # ------------------------------------------------------------------------------------------- reading
+
+    def _views(self, outputs: Mapping, key: str) -> list[Tensor] | None:
+        value = outputs.get(key)
+        if value is None:
+            return None
+        tensors = list(value) if isinstance(value, (list, tuple)) else [value]
+        for tensor in tensors:
+            if not isinstance(tensor, Tensor) or tensor.ndim < 2:
+                self._warn_once(
+                    f"type-{key}",
+                    f"SpectralMonitor: outputs[{key!r}] must be a (B, d) tensor or a list of them, got "
+                    f"{type(tensor).__name__} {tuple(getattr(tensor, 'shape', ()))}; not measured.",
+                )
+                return None
+        return tensors
+
+    @staticmethod
+    def _indexes(outputs: Mapping, batch: Any, rows: int) -> Tensor | None:
+        """The (rows,) image index of each row of one view, or None when neither source has them."""
+        candidate = outputs.get("indexes")
+        if (
+            candidate is None
+            and isinstance(batch, Sequence)
+            and not isinstance(batch, str)
+            and len(batch) == 3
+        ):
+            candidate = batch[0]
+        if (
+            isinstance(candidate, Tensor)
+            and candidate.ndim == 1
+            and candidate.shape[0] == rows
+            and not candidate.is_floating_point()
+        ):
+            return candidate.detach()
+        return None
+
+    def _collect(self, outputs: Any, batch: Any) -> None:
         if not isinstance(outputs, Mapping) or self.output_key not in outputs:
             self._warn_once(
                 "missing",
@@ -308,58 +466,60 @@ class SpectralMonitor(Callback):
                 "(a list of (B, d) tensors, one per view).",
             )
             return
-        value = outputs[self.output_key]
-        tensors = list(value) if isinstance(value, (list, tuple)) else [value]
-        for tensor in tensors:
-            if not isinstance(tensor, Tensor) or tensor.ndim < 2:
-                self._warn_once(
-                    "type",
-                    f"SpectralMonitor: outputs[{self.output_key!r}] must be a (B, d) tensor or a list of "
-                    f"them, got {type(tensor).__name__} {tuple(getattr(tensor, 'shape', ()))}; not measured.",
+        views = self._views(outputs, self.output_key)
+        if views is None:
+            return
+        for view in views:
+            # a (V, B, d) stack is V views of the same B images; a (B, d) tensor is one view
+            per_view = view.shape[-2] if view.ndim >= 3 else view.shape[0]
+            indexes = self._indexes(outputs, batch, per_view) if self.lidar else None
+            rows = view.detach().reshape(-1, view.shape[-1])
+            if indexes is not None:
+                indexes = indexes.repeat(rows.shape[0] // per_view)
+            self._buffer.append(rows, indexes)
+        if self.lidar and self._buffer.chunks[-1][1] is None:
+            self._warn_once(
+                "indexes",
+                "SpectralMonitor: LiDAR needs the image index of each view (outputs['indexes'] or a "
+                "solo-learn batch (indexes, views, labels)); none found, so LiDAR is not logged.",
+            )
+        if self.rankme_samples:
+            first = views[0].detach()
+            self._projections.append(first.reshape(-1, first.shape[-1]) if first.ndim == 2 else first[0])
+            feats = self._views(outputs, "feats")
+            if feats is not None:
+                self._representations.append(
+                    feats[0].detach() if feats[0].ndim == 2 else feats[0][0].detach()
                 )
-                return
-        for tensor in tensors:
-            rows = tensor.detach().reshape(-1, tensor.shape[-1])
-            self._buffer.append(rows)
-            self._buffer_rows += rows.shape[0]
-        while self._buffer and self._buffer_rows - self._buffer[0].shape[0] >= self.buffer_size:
-            self._buffer_rows -= self._buffer.popleft().shape[0]
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._collect(outputs)
+        self._collect(outputs, batch)
         step = trainer.global_step
         if step > 0 and step % self.every_n_steps == 0 and step != self.last_step:
             self.last_step = step
             self.measure(trainer, pl_module)
+        if self._panels_step is not None:
+            self._publish_panels(trainer)
 
-    def _local_embeddings(self, device: torch.device) -> Tensor | None:
-        if not self._buffer:
-            return None
-        widths = {t.shape[-1] for t in self._buffer}
-        if len(widths) > 1:
-            raise ValueError(
-                f"SpectralMonitor: projector outputs changed width during training: {sorted(widths)}"
-            )
-        rows = torch.cat([t.to(device=device, dtype=torch.float32) for t in self._buffer])
-        return rows[-self.buffer_size :]
-
-    def _gather(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Tensor | None:
-        """Every rank's buffer, concatenated (on every rank); None if all are empty."""
-        device = pl_module.device
-        local = self._local_embeddings(device)
-        count, width = (0, 0) if local is None else local.shape
+    def _gather(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, local: Tensor | None
+    ) -> Tensor | None:
+        """Every rank's (N_r, k) rows, concatenated (on every rank); None if all are empty. Collective."""
         if trainer.world_size == 1:
             return local
+        device = pl_module.device
+        count, width = (0, 0) if local is None else local.shape
         sizes = pl_module.all_gather(torch.tensor([count, width], device=device)).reshape(-1, 2).tolist()
         widths = {w for c, w in sizes if c > 0}
         if not widths:
             return None
         if len(widths) > 1:
-            raise ValueError(f"SpectralMonitor: ranks disagree on the projector width: {sorted(widths)}")
+            raise ValueError(f"SpectralMonitor: ranks disagree on the output width: {sorted(widths)}")
         width, longest = widths.pop(), max(c for c, _ in sizes)
-        padded = torch.zeros(longest, width, device=device)
+        dtype = torch.float32 if local is None else local.dtype
+        padded = torch.zeros(longest, width, device=device, dtype=dtype)
         if local is not None:
             padded[:count] = local
         gathered = pl_module.all_gather(padded).reshape(-1, longest, width)
@@ -381,18 +541,18 @@ class SpectralMonitor(Callback):
             return None
         return weight.detach()
 
+    # ----------------------------------------------------------------------------------------- measuring
+
     def _snapshot_on_rank_zero(
-        self, trainer: pl.Trainer, embeddings: Tensor, predictor: Tensor | None
-    ) -> dict:
+        self, trainer: pl.Trainer, embeddings: Tensor, groups: Tensor | None, predictor: Tensor | None
+    ) -> tuple[dict[str, float], SpectralSnapshot | None]:
         finite = torch.isfinite(embeddings).all(dim=1)
         nonfinite = int((~finite).sum())
         embeddings = embeddings[finite]
+        if groups is not None:
+            groups = groups.reshape(-1)[finite] if groups.numel() == finite.numel() else None
         if embeddings.shape[0] < 2:
-            rank_zero_warn(
-                f"SpectralMonitor: step {trainer.global_step}: fewer than 2 finite embeddings in the buffer "
-                f"({nonfinite} rows are NaN/inf); nothing measured."
-            )
-            return {}
+            return {"nonfinite_rows": float(nonfinite), "num_samples": float(embeddings.shape[0])}, None
         if predictor is not None and predictor.shape[0] != embeddings.shape[1]:
             self._warn_once(
                 "predictor_dim",
@@ -400,7 +560,7 @@ class SpectralMonitor(Callback):
                 f"outputs have d = {embeddings.shape[1]}; predictor metrics skipped.",
             )
             predictor = None
-        snapshot = spectral_snapshot(embeddings, predictor)
+        snapshot = spectral_snapshot(embeddings, predictor, groups=groups)
         scalars = dict(snapshot.scalars, nonfinite_rows=float(nonfinite))
         if self._writer is not None:
             self._writer.append(
@@ -416,39 +576,93 @@ class SpectralMonitor(Callback):
                 )
             )
             self._records_since_plot += 1
-        return scalars
+        return scalars, snapshot
+
+    @staticmethod
+    def _logging_step(trainer: pl.Trainer) -> int:
+        return getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
+
+    def _log(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, scalars: Mapping[str, float], on_step: bool
+    ) -> None:
+        metrics = {f"{self.log_prefix}{name}": value for name, value in scalars.items()}
+        for name, value in metrics.items():
+            pl_module.log(name, value, on_step=on_step, on_epoch=not on_step, logger=False, batch_size=1)
+        if trainer.is_global_zero:
+            step = self._logging_step(trainer)
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
 
     def measure(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
         """Gather, compute, log and check the alarm now; every rank must call it. Returns the scalars."""
-        embeddings = self._gather(trainer, pl_module)
+        local, local_groups = self._buffer.tensors(pl_module.device)
+        embeddings = self._gather(trainer, pl_module, local)
+        groups = None
+        if self.lidar:
+            groups = self._gather(trainer, pl_module, None if local_groups is None else local_groups[:, None])
         predictor = self._predictor_weight(pl_module)
         scalars: dict[str, float] = {}
+        snapshot = None
         if trainer.is_global_zero and embeddings is not None:
-            scalars = self._snapshot_on_rank_zero(trainer, embeddings, predictor)
+            scalars, snapshot = self._snapshot_on_rank_zero(trainer, embeddings, groups, predictor)
         if trainer.world_size > 1:
             scalars = trainer.strategy.broadcast(scalars, src=0)
         if not scalars:
             return {}
         failures = self._alarm_failures(scalars)
         scalars["alarm"] = float(bool(failures))
-        self.last_scalars = scalars
-        metrics = {f"{self.log_prefix}{name}": value for name, value in scalars.items()}
-        for name, value in metrics.items():
-            pl_module.log(name, value, on_step=True, on_epoch=False, logger=False, batch_size=1)
-        if trainer.is_global_zero:
-            step = getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step)
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=step)
+        self.last_scalars.update(scalars)
+        self._log(trainer, pl_module, scalars, on_step=True)
+        if snapshot is not None and self.log_panels:
+            spectra = {
+                f"{self.log_prefix}log10_eig_F": snapshot.correlation_eigenvalues.clamp_min(1e-300).log10()
+            }
+            if snapshot.predictor_eigenvalues is not None:
+                spectra[f"{self.log_prefix}eig_Wp"] = snapshot.predictor_eigenvalues
+                spectra[f"{self.log_prefix}alignment"] = snapshot.alignment
+            log_histograms(trainer.loggers, spectra, self._logging_step(trainer))
         self._handle_alarm(trainer, failures)
         return scalars
 
+    def measure_ranks(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """RankMe of the buffered representations and projections (the epoch-end measurement). Collective."""
+        device = pl_module.device
+        sources = {"rankme_repr": self._representations, "rankme_proj": self._projections}
+        gathered = {
+            name: self._gather(trainer, pl_module, rows.tensors(device)[0]) for name, rows in sources.items()
+        }
+        scalars: dict[str, float] = {}
+        if trainer.is_global_zero:
+            for name, rows in gathered.items():
+                if rows is None:
+                    continue
+                rows = rows[torch.isfinite(rows).all(dim=1)]
+                if rows.shape[0]:
+                    scalars[name] = rankme(rows)
+                    scalars[f"{name}_samples"] = float(rows.shape[0])
+        if trainer.world_size > 1:
+            scalars = trainer.strategy.broadcast(scalars, src=0)
+        if scalars:
+            self.last_scalars.update(scalars)
+            self._log(trainer, pl_module, scalars, on_step=False)
+        return scalars
+
     def _alarm_failures(self, scalars: Mapping[str, float]) -> list[str]:
+        if scalars.get("num_samples", 0.0) < 2:
+            total = int(scalars.get("nonfinite_rows", 0.0) + scalars.get("num_samples", 0.0))
+            return [
+                f"{self.log_prefix}nonfinite_rows = {int(scalars.get('nonfinite_rows', 0.0))} of {total} "
+                "buffered projections are NaN/inf: the run diverged"
+            ]
         failures = []
-        for name, threshold in (("rankme", self.rankme_min), ("zstd", self.zstd_min)):
+        dim = int(scalars["dim"])
+        for name, setting in (("rankme", self.rankme_min), ("zstd", self.zstd_min)):
+            limit = alarm.threshold(name, setting, dim)
             value = scalars[name]
-            if threshold is not None and not value >= threshold:
+            if limit is not None and not value >= limit:
                 failures.append(
-                    f"{self.log_prefix}{name} = {value:.4g} is below alarm.{name}_min = {threshold:g}"
+                    f"{self.log_prefix}{name} = {value:.4g} is below alarm.{name}_min = "
+                    f"{alarm.describe(name, setting, dim)}"
                 )
         return failures
 
@@ -477,14 +691,17 @@ class SpectralMonitor(Callback):
         if self.stop_on_collapse:
             trainer.should_stop = True
 
+    # ------------------------------------------------------------------------------------------ pictures
+
     def _plot_running(self) -> bool:
         return self._plot_process is not None and self._plot_process.poll() is None
 
-    def _plot(self, background: bool) -> None:
+    def _plot(self, trainer: pl.Trainer, background: bool) -> None:
         if self._spectral_dir is None or not (self._spectral_dir / RECORDS_FILE).is_file():
             return
         self._records_since_plot = 0
         self._last_plot_start = time.monotonic()
+        self._panels_step = self._logging_step(trainer) if self.log_panels else None
         if background:
             package_root = str(Path(__file__).resolve().parents[2])
             env = dict(os.environ)
@@ -497,21 +714,41 @@ class SpectralMonitor(Callback):
             return
         from solo_directpred.spectral.plots import plot_spectral_dir
 
+        self._plot_process = None
         try:
             plot_spectral_dir(self._spectral_dir)
         except (OSError, ValueError, RuntimeError) as err:
+            self._panels_step = None
             rank_zero_warn(f"SpectralMonitor: could not draw the panels in {self._spectral_dir}: {err}")
+            return
+        self._publish_panels(trainer)
+
+    def _publish_panels(self, trainer: pl.Trainer) -> None:
+        """Send the last finished drawing to the image-capable loggers (once per drawing)."""
+        if self._panels_step is None or self._plot_running():
+            return
+        step, self._panels_step = self._panels_step, None
+        failed = self._plot_process is not None and self._plot_process.returncode != 0
+        path = self._spectral_dir / PLOT_FILE
+        if failed or not path.is_file():
+            return
+        log_image(trainer.loggers, PANELS_TAG, read_png(str(path)), step)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.rankme_samples:
+            self.measure_ranks(trainer, pl_module)
+        if not trainer.is_global_zero:
+            return
+        self._publish_panels(trainer)
         every = self.plot_every_n_epochs
-        if not trainer.is_global_zero or every == 0 or (trainer.current_epoch + 1) % every != 0:
+        if every == 0 or (trainer.current_epoch + 1) % every != 0:
             return
         recent = (
             self._last_plot_start is not None
             and time.monotonic() - self._last_plot_start < self.min_plot_interval_s
         )
         if self._records_since_plot and not recent and not self._plot_running():
-            self._plot(background=self.plot_in_background)
+            self._plot(trainer, background=self.plot_in_background)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero or self.plot_every_n_epochs == 0:
@@ -522,6 +759,21 @@ class SpectralMonitor(Callback):
             except subprocess.TimeoutExpired:
                 self._plot_process.kill()
                 self._plot_process.wait()
+        self._publish_panels(trainer)  # a background drawing that finished
         if self._records_since_plot or self._plot_process is not None and self._plot_process.returncode != 0:
-            self._plot(background=False)
+            self._plot(trainer, background=False)
         self._plot_process = None
+
+
+def build_callbacks(section: Mapping[str, Any] | None, prefix: str = "spectral") -> list[Callback]:
+    """The callbacks a ``spectral`` section asks for: the monitor and, with ``select_by``, the checkpoint.
+
+    Returns ``[]`` when ``enabled`` is false. The checkpoint (:func:`selection_checkpoint`) keeps the best
+    checkpoint by ``spectral/<select_by>`` in Lightning's default checkpoint directory.
+    """
+    monitor = SpectralMonitor.from_config(section, prefix)
+    if monitor is None:
+        return []
+    if monitor.select_by is None:
+        return [monitor]
+    return [monitor, selection_checkpoint(monitor.select_by)]

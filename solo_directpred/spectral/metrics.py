@@ -35,8 +35,13 @@ from solo_directpred.core.linalg import safe_eigh, symmetrize
 DEAD_RTOL = 1e-4
 #: Condition numbers are capped here: beyond it the matrix is numerically singular.
 MAX_CONDITION_NUMBER = 1e12
-#: The ε of RankMe (Garrido et al., 2023), added to the normalised singular values.
+#: The ε of RankMe (Garrido et al., 2023), added to the normalised singular values (and in LiDAR).
 RANKME_EPS = 1e-7
+#: The δ of LiDAR (Thilak et al., 2024): δ·I is added to the within-class scatter so that it is invertible.
+LIDAR_DELTA = 1e-4
+#: Covariance eigenvalues below this fraction of s_1 (the largest eigenvalue of F) count as 0: a spread under
+#: 10⁻¹⁰ of the embedding's norm, where the float64 rounding of the centring itself (~10⁻¹⁶) is in reach.
+COVARIANCE_RTOL = 1e-20
 
 
 def _float64(x: Tensor) -> Tensor:
@@ -140,11 +145,12 @@ def zstd(z: Tensor) -> float:
     return float(F.normalize(z, dim=1).std(dim=0).mean())
 
 
-def _rankme_from_singular_values(singular_values: Tensor, eps: float = RANKME_EPS) -> float:
-    total = singular_values.sum()
+def _effective_rank(values: Tensor, eps: float = RANKME_EPS) -> float:
+    """exp(−Σ_k p_k log p_k), p_k = v_k / Σ_l v_l + ε, of non-negative values (0 when they sum to 0)."""
+    total = values.sum()
     if total <= 0:
         return 0.0
-    p = singular_values / total + eps
+    p = values / total + eps
     return float(torch.exp(-(p * p.log()).sum()))
 
 
@@ -165,7 +171,61 @@ def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
     """
     z = _check_embeddings(z)
     gram_eigenvalues = _eigvalsh_descending(z.T @ z)
-    return _rankme_from_singular_values(gram_eigenvalues.clamp_min(0).sqrt(), eps)
+    return _effective_rank(gram_eigenvalues.clamp_min(0).sqrt(), eps)
+
+
+def lidar(z: Tensor, groups: Tensor, delta: float = LIDAR_DELTA, eps: float = RANKME_EPS) -> float:
+    """LiDAR (Thilak et al., ICLR 2024): the effective rank of the LDA matrix of views grouped by their image.
+
+    The rows of ``z`` are augmented views; ``groups`` says which clean sample (surrogate class) each view
+    belongs to (solo-learn's dataset index). With n groups of q_c ≥ 2 views (groups with one view are left
+    out), class means μ_c and the grand mean μ = (1/n) Σ_c μ_c:
+
+    * between-class scatter Σ_b = 1/(n − 1) Σ_c (μ_c − μ)(μ_c − μ)ᵀ;
+    * within-class scatter Σ_w = 1/Σ_c(q_c − 1) Σ_c Σ_i (z_{c,i} − μ_c)(z_{c,i} − μ_c)ᵀ + δ I, which is the
+      paper's 1/(n(q − 1)) when every group has q views;
+    * Σ_LiDAR = Σ_w^{−1/2} Σ_b Σ_w^{−1/2}, and LiDAR = exp(−Σ_k p_k log p_k), p_k = λ_k / Σ_l λ_l + ε over
+      its eigenvalues λ_k, as in :func:`rankme`.
+
+    The eigenvalues are taken from L⁻¹ Σ_b L⁻ᵀ with the Cholesky factor Σ_w = L Lᵀ: that matrix is similar
+    to Σ_w^{−1/2} Σ_b Σ_w^{−1/2} (both are similar to Σ_w⁻¹ Σ_b), and a Cholesky factor costs a fraction
+    of the eigendecomposition the inverse square root needs. δ is absolute, so LiDAR depends on the scale
+    of z only through δ. LiDAR ≤ min(n − 1, d).
+
+    Args:
+        z: (N, d) embeddings of augmented views.
+        groups: (N,) integer id of the clean sample of each row.
+        delta: δ above (≥ 0; 0 needs a non-singular within-class scatter).
+        eps: ε above.
+
+    Returns:
+        LiDAR in [0, min(n − 1, d)], or nan with fewer than two groups of at least two views.
+    """
+    z = _check_embeddings(z)
+    if groups.shape != (z.shape[0],):
+        raise ValueError(
+            f"groups must have shape ({z.shape[0]},) to label the rows of z, got {tuple(groups.shape)}"
+        )
+    _, inverse, counts = torch.unique(groups.to(z.device), return_inverse=True, return_counts=True)
+    keep = counts[inverse] >= 2
+    z, (_, inverse, counts) = z[keep], torch.unique(inverse[keep], return_inverse=True, return_counts=True)
+    n, d = counts.numel(), z.shape[1]
+    if n < 2:
+        return math.nan
+    means = z.new_zeros(n, d).index_add_(0, inverse, z) / counts.unsqueeze(1).to(z.dtype)
+    spread = means - means.mean(dim=0)
+    between = spread.T @ spread / (n - 1)
+    residual = z - means[inverse]
+    within = residual.T @ residual / (z.shape[0] - n) + delta * torch.eye(d, dtype=z.dtype, device=z.device)
+    factor, info = torch.linalg.cholesky_ex(within)
+    if int(info) == 0:
+        half = torch.linalg.solve_triangular(factor, between, upper=False)
+        lda = torch.linalg.solve_triangular(factor, half.T, upper=False)
+    else:  # not positive definite (δ = 0, singular scatter): inverse square root of its positive part
+        values, vectors = _eigh_descending(within)
+        inverse_root = vectors @ torch.diag(torch.where(values > 0, values.clamp_min(1e-300).rsqrt(), 0.0))
+        lda = inverse_root.T @ between @ inverse_root
+    return _effective_rank(_eigvalsh_descending(lda).clamp_min(0), eps)
 
 
 def participation_ratio(eigenvalues: Tensor) -> float:
@@ -367,7 +427,8 @@ class SpectralSnapshot:
 
     Attributes:
         scalars: metric name → value. Always: ``zstd``, ``rankme``, ``participation_ratio``, ``alpha_req``,
-            ``alpha_req_r2``, ``condition_number``, ``dead_modes``, ``num_samples``, ``dim``. With a
+            ``alpha_req_r2``, ``condition_number``, ``dead_modes``, ``num_samples``, ``dim``. With groups,
+            ``lidar``. With a
             predictor also: ``alignment_mean``, ``commutator``, ``asymmetry``, ``eigenvalue_slope``,
             ``eigenvalue_slope_r2``, ``predictor_negative``.
         correlation_eigenvalues: (d,) s_j of F, descending.
@@ -382,38 +443,43 @@ class SpectralSnapshot:
 
 
 def spectral_snapshot(
-    z: Tensor, predictor: Tensor | None = None, rtol: float = DEAD_RTOL
+    z: Tensor, predictor: Tensor | None = None, rtol: float = DEAD_RTOL, groups: Tensor | None = None
 ) -> SpectralSnapshot:
     """Compute every metric of this module from one (N, d) buffer, sharing the eigendecompositions.
 
-    Costs one Gram product (N d²) and, in float64, an ``eigvalsh`` of C (obtained from F and the mean) and
-    of F; with a predictor, F needs ``eigh`` (its eigenvectors) and sym(W_p) one more ``eigvalsh``. The
-    covariance metrics (participation ratio, α-ReQ, condition number, dead modes) use the eigenvalues of C;
-    RankMe the singular values σ_k = √(N s_j) of Z; the predictor metrics use F of this buffer.
+    Costs one Gram product (N d²) of the centred embeddings and, in float64, an ``eigvalsh`` of C and of F
+    (F = (N−1)/N·C + μμᵀ, from the same product); with a predictor, F needs ``eigh`` (its eigenvectors) and
+    sym(W_p) one more ``eigvalsh``; with ``groups``, LiDAR adds one more Gram product, a Cholesky factor and
+    an ``eigvalsh``. The covariance metrics (participation ratio, α-ReQ, condition number, dead modes) use
+    the eigenvalues of C, centred before the product so that a collapsed embedding reads as one (eigenvalues
+    below :data:`COVARIANCE_RTOL` · s_1 count as 0); RankMe the singular values σ_k = √(N s_j) of Z; the
+    predictor metrics use F of this buffer.
 
     Args:
         z: (N, d) projector outputs, N ≥ 2.
         predictor: (d, d) W_p, or None to skip the predictor metrics.
         rtol: dead-mode threshold, also used to select the modes of the two log-log fits.
+        groups: (N,) clean-sample id of each row (views of one image share it), or None to skip LiDAR.
 
     Returns:
         a :class:`SpectralSnapshot`.
     """
     z = _check_embeddings(z, min_rows=2)
     n, d = z.shape
-    f = z.T @ z / n
+    mean = z.mean(dim=0)
+    centred = z - mean
+    scatter = centred.T @ centred
+    f = scatter / n + torch.outer(mean, mean)
     if predictor is None:
         s, u = _eigvalsh_descending(f), None  # eigenvectors are only needed for the predictor metrics
     else:
         s, u = _eigh_descending(f)
-    mean = z.mean(dim=0)
-    # C from F without a second Gram product: C = N/(N−1)·(F − μμᵀ). In float64 the cancellation costs
-    # ~1e-16·‖μ‖² absolute, far below the dead-mode threshold.
-    lam = _eigvalsh_descending((f - torch.outer(mean, mean)) * (n / (n - 1)))
+    lam = _eigvalsh_descending(scatter / (n - 1))
+    lam = torch.where(lam > COVARIANCE_RTOL * s[0].clamp_min(0), lam, 0.0)
     alpha, alpha_r2 = alpha_req(lam, rtol)
     scalars = {
         "zstd": zstd(z),
-        "rankme": _rankme_from_singular_values((n * s).clamp_min(0).sqrt()),
+        "rankme": _effective_rank((n * s).clamp_min(0).sqrt()),
         "participation_ratio": participation_ratio(lam),
         "alpha_req": alpha,
         "alpha_req_r2": alpha_r2,
@@ -422,6 +488,8 @@ def spectral_snapshot(
         "num_samples": float(n),
         "dim": float(d),
     }
+    if groups is not None:
+        scalars["lidar"] = lidar(z, groups)
     snapshot = SpectralSnapshot(scalars=scalars, correlation_eigenvalues=s)
     if predictor is None:
         return snapshot

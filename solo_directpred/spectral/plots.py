@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from solo_directpred.spectral.alarm import describe, threshold
 from solo_directpred.spectral.records import PLOT_FILE, RECORDS_FILE, read_meta, read_records
 
 #: At most this many measurements (evenly spaced, last one included) and eigen-modes are drawn.
@@ -74,8 +75,10 @@ def _no_predictor(ax, title: str) -> None:  # noqa: ANN001 - matplotlib
     ax.set_yticks([])
 
 
-def _threshold(ax, value: float | None, label: str) -> None:  # noqa: ANN001 - matplotlib
+def _threshold(ax, metric: str, setting: float | str | None, dim: int) -> None:  # noqa: ANN001 - matplotlib
+    value = threshold(metric, setting, dim)
     if value is not None:
+        label = f"alarm: {metric}_min = {describe(metric, setting, dim).split(' (')[0]}"
         ax.axhline(value, color="tab:red", linestyle="--", linewidth=1.2, label=label)
 
 
@@ -92,7 +95,8 @@ def plot_records(
         records: measurements sorted by step; at least one.
         path: output PNG path (written atomically: a temporary file, then renamed).
         title: figure title; defaults to the step range.
-        meta: the monitor's settings (``meta.json``): its ``rankme_min``/``zstd_min`` are drawn as lines.
+        meta: the monitor's settings (``meta.json``): its ``rankme_min``/``zstd_min`` (numbers or ``"auto"``,
+            resolved for the logged d) are drawn as lines.
         dpi: resolution; the figure is 15 × 8.6 inches.
 
     Returns:
@@ -179,7 +183,7 @@ def plot_records(
     ax.plot(steps, _series(picked, "rankme"), color="tab:blue", label="RankMe")
     ax.plot(steps, _series(picked, "participation_ratio"), color="tab:green", label="participation ratio")
     ax.axhline(dim, color="0.5", linestyle=":", linewidth=1.0, label=f"d = {dim}")
-    _threshold(ax, meta.get("rankme_min"), f"alarm: rankme_min = {meta.get('rankme_min')}")
+    _threshold(ax, "rankme", meta.get("rankme_min"), dim)
     ax.set_ylim(bottom=0)
     ax.set_title("Effective rank of the embeddings")
     ax.legend(loc="best", fontsize=9)
@@ -187,7 +191,7 @@ def plot_records(
     ax = axes[1, 2]
     ax.plot(steps, _series(picked, "zstd"), color="tab:blue", label="z-std")
     ax.axhline(1 / math.sqrt(dim), color="0.5", linestyle=":", linewidth=1.0, label="1/√d (spread out)")
-    _threshold(ax, meta.get("zstd_min"), f"alarm: zstd_min = {meta.get('zstd_min')}")
+    _threshold(ax, "zstd", meta.get("zstd_min"), dim)
     ax.set_ylim(bottom=0)
     ax.set_title("z-std of ℓ2-normalised embeddings (0 = collapse)")
     ax.legend(loc="best", fontsize=9)

@@ -69,9 +69,7 @@ def test_user_command_pretrains_logs_and_checkpoints(first_run):
     assert int(predictor["step"]) == 2 and int(predictor["stats.num_updates"]) == 2
     w = predictor["weight"]
     assert w.shape == (64, 64) and torch.allclose(w, w.T, atol=1e-6) and not torch.allclose(w, torch.eye(64))
-    metrics = first_run / "lightning_logs" / "version_0" / "metrics.csv"
-    rows = list(csv.DictReader(metrics.open()))
-    val_acc = [float(r["val_acc1"]) for r in rows if r.get("val_acc1")]
+    val_acc = _logged(first_run / "lightning_logs" / "version_0", "val_acc1")
     assert (
         val_acc and 0.0 <= val_acc[0] <= 100.0
     )  # online evaluation ran (at 16x16, see test_eval_transforms)
@@ -79,6 +77,17 @@ def test_user_command_pretrains_logs_and_checkpoints(first_run):
 
     records = read_records(first_run / "lightning_logs" / "version_0" / "spectral" / "spectra.jsonl")
     assert [r["step"] for r in records] == [1, 2] and all(len(r["eig_Wp"]) == 64 for r in records)
+
+
+def _logged(log_dir, key: str) -> list[float]:
+    """Values of ``key`` written by Lightning's default logger: TensorBoard if installed, else CSV."""
+    if (log_dir / "metrics.csv").is_file():
+        return [float(r[key]) for r in csv.DictReader((log_dir / "metrics.csv").open()) if r.get(key)]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [e.value for e in events.Scalars(key)] if key in events.Tags()["scalars"] else []
 
 
 def test_resume_from_checkpoint_restores_statistics_and_counters(first_run, tmp_path):

@@ -74,3 +74,51 @@ def trainer(tmp_path, callbacks, max_epochs: int = 1, **kwargs) -> Trainer:  # n
     )
     options.update(kwargs)
     return Trainer(**options)
+
+
+class IndexedViews(torch.utils.data.Dataset):
+    """solo-learn's batch layout, ``(index, [view1, view2], label)``: two noisy copies of a fixed input."""
+
+    def __init__(self, n: int = 64, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 16, generator=generator)
+        self.noise = 0.3 * torch.randn(n, 2, 16, generator=generator)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return i, [self.x[i] + self.noise[i, 0], self.x[i] + self.noise[i, 1]], 0
+
+
+class TinyIndexed(TinyWithPredictor):
+    """A TinyWithPredictor on solo-learn style batches; returns ``feats`` and records what it returned.
+
+    ``seen`` holds, per step, the detached (z views, feats views, indexes) the monitor was given.
+    """
+
+    def __init__(self, dim: int = 8, feats_dim: int = 12, nonfinite: bool = False) -> None:
+        super().__init__(dim=dim)
+        self.backbone = nn.Linear(16, feats_dim)
+        self.projector = nn.Linear(feats_dim, dim)
+        self.nonfinite = nonfinite
+        self.seen: list[tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]] = []
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001 - Lightning signature
+        indexes, views, _ = batch
+        feats = [self.backbone(v) for v in views]
+        z = [self.projector(f) for f in feats]
+        if self.nonfinite:
+            z = [zi * torch.nan for zi in z]
+        loss = -nn.functional.cosine_similarity(self.predictor(z[0]), z[1].detach()).mean()
+        self.seen.append(([zi.detach() for zi in z], [f.detach() for f in feats], indexes))
+        return {"loss": loss, "z": [zi.detach() for zi in z], "feats": [f.detach() for f in feats]}
+
+
+def indexed_loader(num_samples: int = 64, batch_size: int = 16, shuffle: bool = True) -> DataLoader:
+    return DataLoader(
+        IndexedViews(num_samples),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(0),
+    )

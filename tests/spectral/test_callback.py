@@ -220,7 +220,9 @@ def test_from_config_reads_a_solo_learn_style_section():
     assert (monitor.every_n_steps, monitor.buffer_size, monitor.plot_every_n_epochs) == (50, 4096, 5)
     assert (monitor.rankme_min, monitor.zstd_min, monitor.stop_on_collapse) == (8.0, 0.01, True)
     defaults = SpectralMonitor.from_config({})
-    assert (defaults.every_n_steps, defaults.buffer_size, defaults.rankme_min) == (100, 2048, None)
+    assert (defaults.every_n_steps, defaults.buffer_size) == (100, 2048)
+    assert (defaults.rankme_min, defaults.zstd_min, defaults.stop_on_collapse) == ("auto", "auto", False)
+    assert (defaults.lidar, defaults.rankme_samples, defaults.select_by) == (True, 25_600, None)
     assert SpectralMonitor.from_config({"enabled": False}) is None
 
 
@@ -238,7 +240,7 @@ def test_from_config_reads_a_solo_learn_style_section():
         ({"enabled": "yes"}, "spectral.enabled = 'yes' is not allowed: expected true or false"),
         (
             {"alarm": {"rankme_min": -1}},
-            "spectral.alarm.rankme_min = -1 is not allowed: expected a number >= 0",
+            "spectral.alarm.rankme_min = -1 is not allowed: expected 'auto', a number >= 0",
         ),
         ({"alarm": {"stop": 1}}, "spectral.alarm.stop = 1 is not allowed: expected true or false"),
         ({"alarm": 3}, "spectral.alarm = 3 is not allowed: expected a mapping"),

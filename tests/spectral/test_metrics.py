@@ -257,3 +257,34 @@ def test_input_errors_name_the_shape():
         M.spectral_snapshot(torch.randn(10, 4), torch.eye(3))
     with pytest.raises(ValueError, match=r"square \(d, d\).*\(2, 3\)"):
         M.asymmetry(torch.zeros(2, 3))
+
+
+# ---------------------------------------------------------------- covariance centred before the product
+
+
+def test_snapshot_reads_a_constant_embedding_as_fully_collapsed():
+    # an exact collapse: every row the same vector. Built as F − μμᵀ the covariance is rounding noise
+    # (participation ratio ≈ 10, ~76 dead modes of 128); centred first it is zero.
+    z = torch.full((2048, 128), 0.1) + torch.linspace(0, 1, 128)
+    scalars = M.spectral_snapshot(z).scalars
+    assert scalars["participation_ratio"] == 0.0
+    assert scalars["dead_modes"] == 128.0
+    assert scalars["condition_number"] == M.MAX_CONDITION_NUMBER
+    assert scalars["rankme"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_snapshot_covariance_matches_direct_centring_under_a_large_mean():
+    # spread ~1e-5 around a mean of norm ~1e3: λ/‖μ‖² ≈ 1e-16, where F − μμᵀ (rounding ~1e-16 ‖μ‖²)
+    # loses every digit and the covariance centred first keeps them
+    generator = torch.Generator().manual_seed(0)
+    d = 32
+    mean = 1e3 * torch.randn(d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+    spread = 1e-5 * torch.linspace(0.2, 1, d, dtype=torch.float64)
+    z = mean + spread * torch.randn(4096, d, generator=generator, dtype=torch.float64)
+    direct = M.eigenvalues(M.covariance(z))
+    scalars = M.spectral_snapshot(z).scalars
+    assert scalars["participation_ratio"] == pytest.approx(M.participation_ratio(direct), rel=1e-6)
+    assert scalars["dead_modes"] == 0.0
+    f = z.T @ z / z.shape[0]
+    uncentred = M.eigenvalues((f - torch.outer(z.mean(0), z.mean(0))) * (4096 / 4095))
+    assert abs(M.participation_ratio(uncentred) - M.participation_ratio(direct)) > 1.0
