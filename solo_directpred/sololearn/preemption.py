@@ -1,7 +1,8 @@
 """Mid-epoch checkpoints for preempted jobs, found by solo-learn's auto-resume, and an exact continuation.
 
-solo-learn writes a checkpoint at the end of an epoch only (``checkpoint.frequency``), and Lightning 2.1, on
-SIGTERM, finishes the current batch and stops without saving: a job preempted mid-epoch loses the epoch.
+solo-learn writes a checkpoint at the end of an epoch only (``checkpoint.frequency``), and Lightning (2.1 to
+2.6), on SIGTERM, finishes the current batch and stops without saving: a job preempted mid-epoch loses the
+epoch.
 :class:`PreemptionCheckpoint`, which the plugin's methods add, writes two kinds of checkpoint:
 
 * on SIGTERM (the usual notice before a preemption), after the batch Lightning lets finish, in a
@@ -19,16 +20,18 @@ matching run, end-of-epoch or preempted, as it does for upstream's. It needs ups
       on_sigterm: true       # checkpoint when SIGTERM arrives (single-process runs)
       every_n_steps: 1000    # and every N optimizer steps; 0: never
 
-Lightning 2.1 restarts an interrupted epoch with a fresh data iterator: a new shuffle, new augmentations,
-the first batches again. So that the resumed run sees the batches the uninterrupted run would have seen,
-the callback also
+Lightning restarts an interrupted epoch with a fresh data iterator (2.6 too, for a loader without a
+``state_dict``, as solo-learn's are): a new shuffle, new augmentations, the first batches again. So that
+the resumed run sees the batches the uninterrupted run would have seen, the callback also
 
 * shuffles each epoch with its own generator seeded by ``seed + epoch`` (instead of a draw from the global
   generator), so the order of an epoch is known again after a restart;
 * keeps the global random state (torch, numpy, random) as it was before the next batch was loaded, and
   the number of batches done in the epoch, in the checkpoint;
 * on resume, restores that random state, feeds the rest of the interrupted epoch's order, and gives the
-  restored weights the memory layout they were saved with (:func:`match_saved_layout`).
+  restored weights the memory layout they were saved with (:func:`match_saved_layout`);
+* writes a periodic checkpoint's loop state as it was after the finished batch (see
+  :meth:`PreemptionCheckpoint.on_save_checkpoint`).
 
 With ``data.num_workers: 0`` the continuation is then the uninterrupted run's, bit for bit on CPU; with
 workers the rest of the interrupted epoch gets other augmentations (workers draw their own random state),
