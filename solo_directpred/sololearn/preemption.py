@@ -1,7 +1,8 @@
 """Mid-epoch checkpoints for preempted jobs, found by solo-learn's auto-resume, and an exact continuation.
 
-solo-learn writes a checkpoint at the end of an epoch only (``checkpoint.frequency``), and Lightning 2.1, on
-SIGTERM, finishes the current batch and stops without saving: a job preempted mid-epoch loses the epoch.
+solo-learn writes a checkpoint at the end of an epoch only (``checkpoint.frequency``), and Lightning (2.1 to
+2.6), on SIGTERM, finishes the current batch and stops without saving: a job preempted mid-epoch loses the
+epoch.
 :class:`PreemptionCheckpoint`, which the plugin's methods add, writes two kinds of checkpoint:
 
 * on SIGTERM (the usual notice before a preemption), after the batch Lightning lets finish, in a
@@ -19,16 +20,18 @@ matching run, end-of-epoch or preempted, as it does for upstream's. It needs ups
       on_sigterm: true       # checkpoint when SIGTERM arrives (single-process runs)
       every_n_steps: 1000    # and every N optimizer steps; 0: never
 
-Lightning 2.1 restarts an interrupted epoch with a fresh data iterator: a new shuffle, new augmentations,
-the first batches again. So that the resumed run sees the batches the uninterrupted run would have seen,
-the callback also
+Lightning restarts an interrupted epoch with a fresh data iterator (2.6 too, for a loader without a
+``state_dict``, as solo-learn's are): a new shuffle, new augmentations, the first batches again. So that
+the resumed run sees the batches the uninterrupted run would have seen, the callback also
 
 * shuffles each epoch with its own generator seeded by ``seed + epoch`` (instead of a draw from the global
   generator), so the order of an epoch is known again after a restart;
 * keeps the global random state (torch, numpy, random) as it was before the next batch was loaded, and
   the number of batches done in the epoch, in the checkpoint;
 * on resume, restores that random state, feeds the rest of the interrupted epoch's order, and gives the
-  restored weights the memory layout they were saved with (:func:`match_saved_layout`).
+  restored weights the memory layout they were saved with (:func:`match_saved_layout`);
+* writes a periodic checkpoint's loop state as it was after the finished batch (see
+  :meth:`PreemptionCheckpoint.on_save_checkpoint`).
 
 With ``data.num_workers: 0`` the continuation is then the uninterrupted run's, bit for bit on CPU; with
 workers the rest of the interrupted epoch gets other augmentations (workers draw their own random state),
@@ -149,6 +152,7 @@ class PreemptionCheckpoint(Callback):
         self._resume: dict[str, Any] | None = None
         self._sampler: tuple[BatchSampler, Sampler] | None = None
         self._saved_strides: dict[str, tuple[int, ...]] | None = None
+        self._between_batches = False
 
     # ---- checkpoint files
 
@@ -206,17 +210,26 @@ class PreemptionCheckpoint(Callback):
             return None
         if isinstance(sampler, RandomSampler) and not sampler.replacement:
             sampler.generator = torch.Generator().manual_seed(self.seed + trainer.current_epoch)
-        elif not isinstance(sampler, (DistributedSampler, SequentialSampler)):
+        elif isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(trainer.current_epoch)  # Lightning sets it too, after on_train_start
+        elif not isinstance(sampler, SequentialSampler):
             return None
         return batch_sampler, sampler, list(sampler)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_saved_step = trainer.global_step  # a resumed run does not save its first state again
-        if self._resume is not None and self._resume.get("random_state") is not None:
-            set_random_state(self._resume["random_state"])
+        resume, self._resume = self._resume, None
+        batches_done = 0
+        if resume is not None and resume.get("random_state") is not None:
+            set_random_state(resume["random_state"])
+            if resume["epoch"] == trainer.current_epoch:
+                batches_done = resume["batches_done"]
         if self._saved_strides is not None:
             match_saved_layout(pl_module, self._saved_strides)
             self._saved_strides = None
+        # The first epoch's order is set here, not in on_train_epoch_start: resumed mid-epoch, Lightning 2.1
+        # calls that hook for the interrupted epoch again, Lightning 2.6 does not (it continues the epoch).
+        self._start_epoch(trainer, batches_done)
 
     def on_load_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
@@ -224,14 +237,26 @@ class PreemptionCheckpoint(Callback):
         state = checkpoint.get("state_dict", {})
         self._saved_strides = {k: v.stride() for k, v in state.items() if isinstance(v, torch.Tensor)}
 
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        resume, self._resume = self._resume, None
-        self._epoch, self._batches_done = trainer.current_epoch, 0
-        if resume is not None and resume["epoch"] == trainer.current_epoch:
-            self._batches_done = resume["batches_done"]
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if not self._between_batches:
+            return
+        # Written when the next batch starts, the checkpoint holds the state after the previous one, but
+        # Lightning has already counted the next one as ready. Its loop state is written as it was after
+        # the previous batch: Lightning 2.6 takes a batch counted ready and not started for one saved
+        # before its step was counted, and would count it again on resume.
+        progress = checkpoint["loops"]["fit_loop"]["epoch_loop.batch_progress"]
+        for counts in (progress["total"], progress["current"]):
+            counts["ready"] = counts["started"]
+        progress["is_last_batch"] = False  # a step that ends an epoch is saved at the epoch's end
+
+    def _start_epoch(self, trainer: pl.Trainer, batches_done: int) -> None:
+        """Feed the loader the current epoch's order from batch ``batches_done`` on."""
+        self._epoch, self._batches_done = trainer.current_epoch, batches_done
         found = self._epoch_order(trainer)
         if found is None:
-            if self._batches_done:
+            if batches_done:
                 rank_zero_warn(
                     "resuming mid-epoch with a sampler other than RandomSampler/DistributedSampler: the rest "
                     "of the epoch is a fresh iteration, not the interrupted one"
@@ -239,14 +264,21 @@ class PreemptionCheckpoint(Callback):
             return
         batch_sampler, sampler, order = found
         self._sampler = (batch_sampler, sampler)
-        start = self._batches_done * batch_sampler.batch_size
-        batch_sampler.sampler = _EpochOrder(order, start, len(sampler))
+        batch_sampler.sampler = _EpochOrder(order, batches_done * batch_sampler.batch_size, len(sampler))
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.current_epoch != self._epoch:  # the first epoch was set in on_train_start
+            self._start_epoch(trainer, 0)
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         if self._batches_done and self._due(trainer):
-            self.save(trainer)
+            self._between_batches = True
+            try:
+                self.save(trainer)
+            finally:
+                self._between_batches = False
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

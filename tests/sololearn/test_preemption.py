@@ -121,8 +121,7 @@ def _assert_identical(resumed: dict, reference: dict) -> None:
     """Bit-identical weights, F̂, W_p, counters and optimizer state (the tolerance is zero on CPU)."""
     assert resumed["global_step"] == reference["global_step"] == 2 * BATCHES
     assert resumed["epoch"] == reference["epoch"] == 1
-    # Lightning's counts of what was *started* also count the restarted epoch (and, from a periodic
-    # checkpoint, the batch being loaded when it was written); everything it completed is equal.
+    # Lightning 2.1's counts of epochs *started* also count the restarted epoch; all it completed is equal.
     assert _loop_counts(resumed["loops"]) == _loop_counts(reference["loops"])
     state, expected = resumed["state_dict"], reference["state_dict"]
     assert state.keys() == expected.keys() and "predictor.stats.correlation" in state
