@@ -215,6 +215,12 @@ class KnnTracker:
                 if (trainer.current_epoch + 1) % self.every == 0:
                     self.history.append([trainer.current_epoch + 1, self.knn(module.backbone)])
                     module.backbone.train()
+                    print(
+                        f"epoch {trainer.current_epoch + 1}: kNN {self.history[-1][1]:.1f} "
+                        f"({time.process_time():.0f} CPU-s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
         self.callback = _Hook()
 
@@ -258,7 +264,7 @@ def run_cell(job: dict) -> dict:
     cell, seed = job["cell"], job["seed"]
     variant = accuracy.VARIANTS["directpred" if cell == RANDOM else cell]
     pl.seed_everything(seed, workers=False)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model = accuracy.build_method(variant, method_overrides(protocol, data))
     record: dict[str, Any] = {"cell": cell, "seed": seed, "protocol": asdict(protocol), "load_start": _load()}
     if cell != RANDOM:
@@ -302,7 +308,9 @@ def run_cell(job: dict) -> dict:
             trainer.save_checkpoint(ckpt)
             record["checkpoint"] = str(ckpt.relative_to(job["out"]))
     record["train_s"] = time.perf_counter() - start
+    record["train_cpu_s"] = time.process_time() - cpu_start
     record.update(probe(model.backbone, data, seed))
+    record["cpu_s"] = time.process_time() - cpu_start
     record["load_end"] = _load()
     path = cell_path(Path(job["out"]), cell, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -559,7 +567,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     return replace(base, **changes)
 
 
-def recorded_command(argv: Sequence[str]) -> str:
+def recorded_command(argv: Sequence[str], script: str = "cifar_cpu.py") -> str:
     """The command line as the report shows it: the data and output folders as placeholders."""
     shown, hide = [], {"--data": f"${DATA_ENV}", "--out": "OUT"}
     for i, arg in enumerate(argv):
@@ -570,7 +578,7 @@ def recorded_command(argv: Sequence[str]) -> str:
             shown.append(hide[argv[i - 1]])
         else:
             shown.append(arg)
-    return " ".join(["python benchmarks/cifar_cpu.py", *shown])
+    return " ".join([f"python benchmarks/{script}", *shown])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
