@@ -125,6 +125,8 @@ def test_cpu_protocol_runs_resumes_and_reports(tmp_path):
         "8",
         "--workers",
         "1",
+        "--seeds",
+        "0",
     ]
     run = subprocess.run(
         [sys.executable, str(BENCHMARKS / "cifar_cpu.py"), *args], capture_output=True, text=True
