@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -269,6 +270,7 @@ def run_cell(job: dict) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
     model = accuracy.build_method(variant, method_overrides(protocol, data))
     record: dict[str, Any] = {"cell": cell, "seed": seed, "protocol": asdict(protocol), "load_start": _load()}
+    record["train_images"] = len(data["train_y"])
     if cell != RANDOM:
         dataset = accuracy.TwoViews(data["train_x"], data["train_y"])
         loader = torch.utils.data.DataLoader(
@@ -523,6 +525,139 @@ def write_report(out: Path, protocol: Protocol, command: str) -> dict[str, Any]:
     return report
 
 
+# -------------------------------------------------------------------------------------------------- export
+def predictor_spectra(checkpoint: Path) -> dict[str, list[float]]:
+    """Eigenvalues (descending) of the running correlation F̂ and of W_p stored in a DirectPred checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    (f_key,) = [k for k in state if k.startswith("predictor.") and k.endswith(".correlation")]
+    spectra = {}
+    for label, key in (("F_hat", f_key), ("W_p", "predictor.weight")):
+        matrix = state[key].double()
+        spectra[label] = torch.linalg.eigvalsh((matrix + matrix.T) / 2).flip(0).tolist()
+    return spectra
+
+
+def model_card(record: dict, random: dict | None, name: str, command: str, spectra: dict) -> str:
+    """A README for one exported DirectPred backbone: what it is, how it was trained, what it scores."""
+    p = record["protocol"]
+    f_hat, w_p = np.array(spectra["F_hat"]), np.array(spectra["W_p"])
+    p_rel = w_p / w_p.max()
+    floor = f"{(p_rel < 0.2).sum()} of {len(p_rel)}"
+    ema = "without EMA (target = sg(online))" if record["cell"].endswith("_noema") else "with EMA τ = 0.99"
+    vs_random = (
+        f" A random network with the same backbone and probes scores kNN {random['knn']:.1f} %, "
+        f"linear {random['linear']:.1f} %."
+        if random
+        else ""
+    )
+    subset = f"{record['train_images']:,}" if "train_images" in record else "all 50,000"
+    return "\n".join(
+        [
+            f"# {name}",
+            "",
+            f"DirectPred {ema}: the online backbone after self-supervised pretraining on CIFAR-10, a small",
+            "CPU benchmark run of solo-directpred (Tian, Chen & Ganguli, ICML 2021: the linear predictor",
+            "W_p is set from the eigendecomposition of the running correlation F̂ of its inputs, not",
+            "trained).",
+            "",
+            "**Backbone: not the paper's ResNet-18.** The 4-layer ConvNet `small_cnn` of the repository's",
+            "`benchmarks/accuracy.py` (3×3 convolutions 16-32-64-128, BN, ReLU, stride 2 from the second,",
+            "global average pool; 128 features; input 32×32 normalised with the training set's channel",
+            "mean/std). Build it with `SmallConvNet()` from that file and load the `.safetensors` weights",
+            "(keys without `backbone.`); inside solo-learn, `register_small_cnn()` adds it to the",
+            "backbone table.",
+            "",
+            "## Training",
+            "",
+            f"- data: {subset} CIFAR-10 training images, {p['size']}×{p['size']} (class folders of",
+            "  JPEG-re-encoded images; labels unused)",
+            f"- epochs: {p['epochs']}, batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, momentum 0.9, "
+            "wd 4e-4, warm-up cosine",
+            f"- projector 512 → {p['proj_output_dim']}; DirectPred ρ = 0.3, ε = 0.1, freq = 1",
+            f"- augmentation: random resized crop (area ≥ {p['min_scale']}), flip, colour jitter, grayscale",
+            f"- seed {record['seed']}; {record['steps']} optimizer steps; "
+            f"{record['train_s'] / 60:.0f} min on a shared 2-core CPU",
+            f"- command: `{command}`",
+            "",
+            "## Results (frozen backbone, all 10,000 CIFAR-10 test images)",
+            "",
+            "- weighted cosine kNN (k = 20, T = 0.07) against the training images: "
+            f"**{record['knn']:.1f} %**",
+            f"- logistic-regression linear probe: **{record['linear']:.1f} %**",
+            f"- effective rank of the test features: {record['rank']:.0f} of 128",
+            "",
+            "One seed, a few epochs: a small-scale result, far below the paper's ResNet-18 numbers."
+            + vs_random,
+            "",
+            "## Predictor spectra at the end of training (`spectra.json`)",
+            "",
+            f"- F̂: largest eigenvalue {f_hat[0]:.3g}, smallest {f_hat[-1]:.3g}; "
+            f"top five {', '.join(f'{v:.3g}' for v in f_hat[:5])}",
+            "- W_p = U diag(p) Uᵀ with p_j = sqrt(s_j / s_max) + ε: p / p_max from 1 down to "
+            f"{p_rel.min():.3f}; {floor} directions below 0.2 (near the ε floor)",
+            "",
+            "## Files",
+            "",
+            f"`{name}.safetensors` (backbone weights), `{name}.ckpt` (the full Lightning checkpoint:",
+            "online and target networks, projector, predictor buffers), "
+            f"`{name}.json` (metadata, sha256), `spectra.json`.",
+            "Licence: MIT.",
+            "",
+        ]
+    )
+
+
+def export_checkpoints(out: Path, export_dir: Path, protocol: Protocol, command: str) -> list[Path]:
+    """``solo-directpred zoo export`` for every finished DirectPred cell with a checkpoint, plus a model
+    card (``README.md``) and ``spectra.json`` in each bundle; returns the bundle folders."""
+    records = finished(out, protocol)
+    random = {r["seed"]: r for r in records if r["cell"] == RANDOM}
+    bundles = []
+    for record in records:
+        if not record.get("checkpoint") or not record["cell"].startswith("directpred"):
+            continue
+        p = record["protocol"]
+        name = f"{record['cell'].replace('_', '-')}-smallcnn-cifar10-{p['epochs']}ep-seed{record['seed']}"
+        checkpoint = out / record["checkpoint"]
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "solo_directpred",
+                "zoo",
+                "export",
+                str(checkpoint),
+                "--name",
+                name,
+                "--out",
+                str(export_dir),
+                "--method",
+                record["cell"],
+                "--dataset",
+                "cifar10",
+                "--backbone",
+                accuracy.SMALL_CNN,
+                "--epochs",
+                str(p["epochs"]),
+                "--result",
+                f"knn:top1={record['knn']:.2f}",
+                "--result",
+                f"linear:top1={record['linear']:.2f}",
+                "--description",
+                f"DirectPred, 4-layer ConvNet (not ResNet-18), CIFAR-10 {p['epochs']} epochs on CPU",
+            ],
+            check=True,
+        )
+        bundle = export_dir / name
+        spectra = predictor_spectra(checkpoint)
+        (bundle / "spectra.json").write_text(json.dumps(spectra, indent=2))
+        (bundle / "README.md").write_text(
+            model_card(record, random.get(record["seed"]), name, command, spectra)
+        )
+        bundles.append(bundle)
+    return bundles
+
+
 def _init_worker() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     accuracy._quiet()
@@ -573,7 +708,7 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
 
 def recorded_command(argv: Sequence[str], script: str = "cifar_cpu.py") -> str:
     """The command line as the report shows it: the data and output folders as placeholders."""
-    shown, hide = [], {"--data": f"${DATA_ENV}", "--out": "OUT"}
+    shown, hide = [], {"--data": f"${DATA_ENV}", "--out": "OUT", "--export": "EXPORT"}
     for i, arg in enumerate(argv):
         key = arg.split("=", 1)[0]
         if key in hide and "=" in arg:
@@ -609,6 +744,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--render-only", action="store_true", help="rewrite the report from the cells on disk"
     )
+    parser.add_argument(
+        "--export", type=Path, default=None, help="zoo-export the DirectPred checkpoints into this folder"
+    )
     args = parser.parse_args(argv)
     protocol = protocol_from_args(args)
     command = recorded_command(sys.argv[1:] if argv is None else argv)
@@ -616,6 +754,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = write_report(args.out, protocol, command)
     else:
         report = run(protocol, data_root(args.data), args.out, command, args.cells)
+    if args.export is not None:
+        for bundle in export_checkpoints(args.out, args.export, protocol, command):
+            print(f"exported {bundle}", file=sys.stderr)
     print(render(report))
     return 0
 

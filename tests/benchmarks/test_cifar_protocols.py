@@ -62,8 +62,12 @@ def test_subset_and_resolution():
 
 
 def test_recorded_command_hides_machine_paths():
-    shown = cifar_cpu.recorded_command(["--data", "/home/me/c10", "--out=/tmp/x", "--quick"])
-    assert shown == "python benchmarks/cifar_cpu.py --data $SOLO_DIRECTPRED_CIFAR10 --out=OUT --quick"
+    shown = cifar_cpu.recorded_command(
+        ["--data", "/home/me/c10", "--out=/tmp/x", "--quick", "--export", "/z"]
+    )
+    assert shown == (
+        "python benchmarks/cifar_cpu.py --data $SOLO_DIRECTPRED_CIFAR10 --out=OUT --quick --export EXPORT"
+    )
 
 
 def _record(cell, seed, knn, linear, protocol):
@@ -156,6 +160,35 @@ def test_cpu_protocol_runs_resumes_and_reports(tmp_path):
     assert (out / "cells" / "directpred-seed0.json").stat().st_mtime == mtime
     summary = json.loads((out / "cifar10_cpu.json").read_text())["summary"]
     assert summary["none"]["knn"][2] == 2 and summary["directpred"]["knn"][2] == 1
+
+    # the DirectPred checkpoint through `solo-directpred zoo export`, with a model card and the spectra
+    export = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "cifar_cpu.py"),
+            *args,
+            "--render-only",
+            "--export",
+            str(tmp_path / "zoo"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert export.returncode == 0, export.stderr[-3000:]
+    (bundle,) = (tmp_path / "zoo").iterdir()
+    assert bundle.name == "directpred-smallcnn-cifar10-1ep-seed0"
+    meta = json.loads((bundle / f"{bundle.name}.json").read_text())
+    assert (meta["method"], meta["dataset"], meta["backbone"]["name"]) == (
+        "directpred",
+        "cifar10",
+        "small_cnn",
+    )
+    card = (bundle / "README.md").read_text()
+    assert f"**{record['knn']:.1f} %**" in card and "not the paper's ResNet-18" in card
+    spectra = json.loads((bundle / "spectra.json").read_text())
+    p = np.array(spectra["W_p"])
+    # DirectPred's p_j = sqrt(s_j / s_max) + ε with ε = 0.1: every p_j / p_max ≥ ε / (1 + ε)
+    assert len(p) == len(spectra["F_hat"]) == 128 and p.min() / p.max() >= 0.1 / 1.1 - 1e-6
 
 
 @requires_solo
