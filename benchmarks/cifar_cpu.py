@@ -311,6 +311,8 @@ def run_cell(job: dict) -> dict:
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(ckpt)
             record["checkpoint"] = str(ckpt.relative_to(job["out"]))
+    elif protocol.track_every:
+        record["knn_by_epoch"] = [[0, KnnTracker(data, protocol.track_every).knn(model.backbone)]]
     record["train_s"] = time.perf_counter() - start
     record["train_cpu_s"] = time.process_time() - cpu_start
     record.update(probe(model.backbone, data, seed))
@@ -463,27 +465,34 @@ def render(report: dict[str, Any]) -> str:
     load_range = (
         f"{min(lo[0] for lo in loads):.1f}–{max(lo[0] for lo in loads):.1f}" if loads else "not measured"
     )
-    subset = "all 50,000" if p["train_subset"] is None else f"{p['train_subset']:,} (fixed subset)"
+    sizes = {r.get("train_images") for r in records} - {None}
+    subset = f"{sizes.pop():,}" if len(sizes) == 1 else "all 50,000"
+    if p["train_subset"] is not None:
+        subset = f"{p['train_subset']:,} (a fixed subset of the)"
+    cells_done = ", ".join(f"{r['cell']} seed {r['seed']}" for r in records)
     lines = [
         "# CIFAR-10 on CPU: DirectPred and the paper's predictor baselines",
         "",
         f"Command: `{report['command']}`  ",
         f"Machine: {m.get('cpu') or 'unknown CPU'}, {m['cpu_count']} cores, {m['cuda'] or 'no GPU'}; "
         f"torch {m['torch']}.  ",
-        f"Cells finished: {len(records)}; their training + probe time summed: "
-        f"{sum(r['train_s'] + r['probe_s'] for r in records) / 60:.0f} CPU-minutes "
+        f"Cells finished: {len(records)} ({cells_done}); "
+        f"wall time of each cell (training + probes) summed: "
+        f"{sum(r['train_s'] + r['probe_s'] for r in records) / 60:.0f} min, their CPU time summed: "
+        f"{sum(r.get('cpu_s', float('nan')) for r in records) / 60:.0f} CPU-min "
         f"({p['workers']} worker processes, one torch thread each). 1-minute load average during the cells: "
-        f"{load_range} (the machine was shared).",
+        f"{load_range} on {m['cpu_count']} cores (the machine was shared, so wall times are inflated).",
         "",
-        f"Backbone: the benchmarks' 4-layer ConvNet (`small_cnn`, 3×3 convolutions 16-32-64-128, 128 "
-        f"features), **not the paper's ResNet-18**; projector 512 → {p['proj_output_dim']}. "
-        f"Pretraining on {subset} CIFAR-10 training images at {p['size']}×{p['size']}, {p['epochs']} epochs, "
-        f"batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, momentum 0.9, wd 4e-4, warm-up cosine "
-        f"schedule, EMA τ = 0.99; DirectPred/DirectCopy ρ = 0.3, ε = 0.1, freq = 1. Augmentation: random "
-        f"resized crop (area ≥ {p['min_scale']}), flip, colour jitter, grayscale. Probes on the frozen "
-        "backbone, all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the training "
-        "images, and a logistic-regression linear probe. Top-1 %, mean ± std over seeds (ddof = 1), n = "
-        "number of seeds.",
+        f"Backbone: the benchmarks' 4-layer ConvNet (`small_cnn`, 3×3 convolutions 16-32-64-128, "
+        f"128 features), **not the paper's ResNet-18**; projector 512 → {p['proj_output_dim']}. "
+        f"Pretraining on {subset} CIFAR-10 training images at {p['size']}×{p['size']}, "
+        f"epochs: {p['epochs']}, batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, "
+        "momentum 0.9, wd 4e-4, warm-up cosine schedule, EMA τ = 0.99; DirectPred/DirectCopy "
+        "ρ = 0.3, ε = 0.1, freq = 1. Augmentation: random resized crop "
+        f"(area ≥ {p['min_scale']}), flip, colour jitter, grayscale. Probes on the frozen "
+        "backbone, all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the "
+        "training images, and a logistic-regression linear probe. Top-1 %, mean ± std over seeds "
+        "(ddof = 1), n = number of seeds.",
         "",
         table(report["summary"]),
         "",
@@ -497,7 +506,11 @@ def render(report: dict[str, Any]) -> str:
     ]
     tracked = [r for r in records if r.get("knn_by_epoch")]
     if tracked:
-        lines += ["kNN on 5,000 train / 2,000 test images during training (epoch: %):", ""]
+        lines += [
+            "Calibration trace: kNN on fixed 5,000 training / 2,000 test images at the end of each epoch "
+            "(epoch: %; epoch 0 = the random network):",
+            "",
+        ]
         for r in tracked:
             trace = ", ".join(f"{e}: {v:.1f}" for e, v in r["knn_by_epoch"])
             lines.append(f"- {r['cell']} seed {r['seed']}: {trace}")
