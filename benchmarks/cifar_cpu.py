@@ -242,7 +242,7 @@ def cell_path(out: Path, cell: str, seed: int) -> Path:
     return out / "cells" / f"{cell}-seed{seed}.json"
 
 
-def method_overrides(protocol: Protocol, data: dict[str, np.ndarray]) -> list[str]:
+def method_overrides(protocol: Protocol) -> list[str]:
     """Config overrides shared by every cell (backbone, schedule, projector, data statistics)."""
     return [
         f"backbone.name={accuracy.SMALL_CNN}",
@@ -268,7 +268,7 @@ def run_cell(job: dict) -> dict:
     variant = accuracy.VARIANTS["directpred" if cell == RANDOM else cell]
     pl.seed_everything(seed, workers=False)
     start, cpu_start = time.perf_counter(), time.process_time()
-    model = accuracy.build_method(variant, method_overrides(protocol, data))
+    model = accuracy.build_method(variant, method_overrides(protocol))
     record: dict[str, Any] = {"cell": cell, "seed": seed, "protocol": asdict(protocol), "load_start": _load()}
     record["train_images"] = len(data["train_y"])
     if cell != RANDOM:
@@ -307,7 +307,7 @@ def run_cell(job: dict) -> dict:
             w = model.predictor.weight.detach()
             record["max_abs_w_minus_i"] = float((w - torch.eye(w.shape[0])).abs().max())
         if job.get("save_checkpoint"):
-            ckpt = Path(job["out"]) / "checkpoints" / f"{cell}-seed{seed}.ckpt"
+            ckpt = Path(job["out"]) / "checkpoints" / f"{cell}-seed{seed}" / f"{cell}-seed{seed}.ckpt"
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(ckpt)
             record["checkpoint"] = str(ckpt.relative_to(job["out"]))
@@ -620,6 +620,25 @@ def model_card(record: dict, random: dict | None, name: str, command: str, spect
     )
 
 
+def write_run_args(checkpoint: Path, record: dict) -> None:
+    """The run's config as solo-learn's ``args.json`` beside ``checkpoint`` (what ``zoo export`` reads):
+    the composed method config of the cell, with the data section naming CIFAR-10's class folders."""
+    from omegaconf import OmegaConf
+
+    protocol = Protocol(**{**record["protocol"], "seeds": tuple(record["protocol"]["seeds"])})
+    variant = accuracy.VARIANTS[record["cell"]]
+    cfg = accuracy.compose_cfg([f"method={variant.method}", *variant.overrides, *method_overrides(protocol)])
+    args = OmegaConf.to_container(cfg, resolve=True)
+    args["data"] = {
+        "dataset": "cifar10",
+        "format": "image_folder",
+        "train_path": f"${DATA_ENV}/train",
+        "val_path": f"${DATA_ENV}/test",
+    }
+    args["seed"] = record["seed"]
+    (checkpoint.parent / "args.json").write_text(json.dumps(args, indent=2))
+
+
 def export_checkpoints(out: Path, export_dir: Path, protocol: Protocol, command: str) -> list[Path]:
     """``solo-directpred zoo export`` for every finished DirectPred cell with a checkpoint, plus a model
     card (``README.md``) and ``spectra.json`` in each bundle; returns the bundle folders."""
@@ -632,6 +651,7 @@ def export_checkpoints(out: Path, export_dir: Path, protocol: Protocol, command:
         p = record["protocol"]
         name = f"{record['cell'].replace('_', '-')}-smallcnn-cifar10-{p['epochs']}ep-seed{record['seed']}"
         checkpoint = out / record["checkpoint"]
+        write_run_args(checkpoint, record)
         subprocess.run(
             [
                 sys.executable,
