@@ -590,7 +590,7 @@ def model_card(record: dict, random: dict | None, name: str, command: str, spect
             f"- augmentation: random resized crop (area ≥ {p['min_scale']}), flip, colour jitter, grayscale",
             f"- seed {record['seed']}; {record['steps']} optimizer steps; "
             f"{record['train_s'] / 60:.0f} min on a shared 2-core CPU",
-            f"- command: `{command}`",
+            f"- exported by: `{command}`",
             "",
             "## Results (frozen backbone, all 10,000 CIFAR-10 test images)",
             "",
