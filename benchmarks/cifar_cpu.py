@@ -19,9 +19,13 @@ Resumable: each finished (cell, seed) is written to ``<out>/cells/<cell>-seed<k>
 rerun of the same command skips the cells already there; ``--seeds`` adds seeds to a finished run. The
 report (``<out>/cifar10_cpu.md`` and ``.json``) is rewritten from all cells on disk after each cell.
 
-    python benchmarks/cifar_cpu.py --data PATH --out OUT            # full protocol (about 2 h on 2 cores)
-    python benchmarks/cifar_cpu.py --data PATH --out OUT --quick    # quick mode (about 20 min)
-    python benchmarks/cifar_cpu.py --data PATH --out OUT --render-only
+    python benchmarks/cifar_cpu.py --data PATH --out OUT            # full protocol: 8 epochs, 3 seeds
+    python benchmarks/cifar_cpu.py --data PATH --out OUT --quick    # quick mode: 4 epochs, 1 seed
+    python benchmarks/cifar_cpu.py --data PATH --out OUT --render-only [--export ZOO]
+
+Sizing: a 4-epoch cell on all 50,000 images used 4.5–4.8 CPU-minutes (one torch thread; measured, see each
+cell's ``cpu_s``), so the quick mode's 8 cells need about 17 minutes of 2 idle cores and the full protocol's
+24 about 100 minutes; a shared machine stretches the wall time by its load.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from torch import nn
 DATA_ENV = "SOLO_DIRECTPRED_CIFAR10"
 CIFAR10 = accuracy.DataSpec("cifar10", 10, flip=0.5, saturation=0.4, grayscale=0.2, channel_shuffle=0.0)
 
-#: The protocol's cells, in report order: (key, predictor, EMA) — keys of :data:`accuracy.VARIANTS`.
+#: The protocol's trained cells, in report order: keys of :data:`accuracy.VARIANTS`.
 CELLS: tuple[str, ...] = (
     "directpred",
     "directcopy",
@@ -763,7 +767,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for cells, checkpoints and the report"
     )
-    parser.add_argument("--quick", action="store_true", help="quick mode: 4 epochs, 1 seed (about 20 min)")
+    parser.add_argument("--quick", action="store_true", help="quick mode: 4 epochs, 1 seed")
     parser.add_argument("--cells", nargs="+", choices=CELLS, default=CELLS, help="default: all")
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=int, default=None)
