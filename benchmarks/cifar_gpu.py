@@ -18,7 +18,8 @@ with ``--linear``, with the preset's linear probe (``linear/cifar/directpred.yam
 With ``--budget-s`` the script first times one epoch of each method (setup included), then trains every
 method for E epochs, E chosen so that the three runs and their kNN fit the time left; the epoch time it
 reports is (wall(E epochs) − wall(1 epoch)) / (E − 1), so set-up and the first epoch's warm-up cancel.
-``--timings`` adds ``step_time.py`` (batch 128 of 32×32 views, CUDA step time and peak memory) and
+``--timings`` adds ``step_time.py`` (its own setting: ResNet-18 with the ImageNet stem of the embedded
+default, projector 512 → 64, here at batch 128 of 32×32 views; CPU, then CUDA step time and peak memory) and
 ``predictor_update.py`` (eigh vs matmul-only W_p updates, CUDA) before the training. Everything goes to
 ``OUT/cifar10_gpu.json`` and ``OUT/cifar10_gpu.md``, rewritten after every stage.
 """
@@ -187,7 +188,7 @@ def render(report: dict[str, Any]) -> str:
             f"{'–' if acc is None else f'{acc:.1f}'} | {run.get('knn', float('nan')):.1f} | {lin} |"
         )
     if "timings" in report:
-        lines += ["", "## Step time (step_time.py, batch 128 of 32×32 views)", ""]
+        lines += ["", "## Step time (step_time.py: ImageNet-stem ResNet-18, batch 128 of 32×32 views)", ""]
         sys.path.insert(0, str(HERE))
         import step_time
 
