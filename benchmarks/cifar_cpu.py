@@ -567,6 +567,10 @@ def model_card(record: dict, random: dict | None, name: str, command: str, spect
         if random
         else ""
     )
+    if random and record["knn"] < random["knn"]:
+        vs_random += (
+            " **This run is below the random network (a collapse): evidence, not a backbone to use.**"
+        )
     subset = f"{record['train_images']:,}" if "train_images" in record else "all 50,000"
     return "\n".join(
         [
