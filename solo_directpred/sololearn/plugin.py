@@ -21,7 +21,9 @@ When the job starts (:func:`configure_job`), ``spectral.enabled: true`` with ``m
 switches the spectral monitor on for upstream's method, and a ``data.eval_crop_size`` key (with
 ``data.eval_mean`` / ``data.eval_std``) makes the evaluation transforms of ``data.dataset: custom`` keep that
 resolution instead of upstream's resize-to-224 with ImageNet statistics (see
-:mod:`solo_directpred.sololearn.transforms`).
+:mod:`solo_directpred.sololearn.transforms`), and ``data.dataset: cifar10``/``cifar100`` with
+``data.train_path`` holding class folders reads those folders instead of torchvision's pickles (see
+:mod:`solo_directpred.sololearn.cifar_folders`).
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ def register() -> None:
 
 
 def configure_job(config: DictConfig) -> None:
-    """Per-run settings read from the config: small-image evaluation transforms, and the spectral monitor
-    for upstream ``byol``/``simsiam`` when ``spectral.enabled`` is true."""
+    """Per-run settings read from the config: small-image evaluation transforms, CIFAR from class folders,
+    and the spectral monitor for upstream ``byol``/``simsiam`` when ``spectral.enabled`` is true."""
+    from solo_directpred.sololearn.cifar_folders import configure_cifar_folders
     from solo_directpred.sololearn.monitored import enable_for_upstream
     from solo_directpred.sololearn.transforms import configure_eval_transforms
 
     configure_eval_transforms(config)
+    configure_cifar_folders(config)
     enable_for_upstream(config)
 
 

@@ -1,0 +1,806 @@
+"""The CPU protocol on real CIFAR-10: the paper's predictor comparison, probed on the 10,000 test images.
+
+Cells (all through ``solo.methods.METHODS``, built as in :mod:`accuracy`):
+
+* with EMA: DirectPred, DirectCopy, a gradient-trained linear predictor, upstream BYOL's 2-layer MLP
+  predictor and no predictor (W_p = I);
+* without EMA (target = sg(online)): DirectPred and the trained linear predictor;
+* a random network (the same backbone, not trained): the floor every learned feature must clear.
+
+Every trained cell pretrains the backbone on the CIFAR-10 training images (or a fixed subset of them), then
+the frozen backbone is probed on all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the
+training images' features, and a logistic-regression linear probe (see :func:`accuracy.probe`).
+
+The data are CIFAR-10 as class folders (``train/<class>/*`` and ``test/<class>/*``, any image format PIL
+reads), given by ``--data`` or the environment variable ``SOLO_DIRECTPRED_CIFAR10``; they are decoded once
+into ``<out>/cifar10-uint8.npz``. Augmentations are :func:`accuracy.augment` (batched tensor ops).
+
+Resumable: each finished (cell, seed) is written to ``<out>/cells/<cell>-seed<k>.json`` at once, and a
+rerun of the same command skips the cells already there; ``--seeds`` adds seeds to a finished run. The
+report (``<out>/cifar10_cpu.md`` and ``.json``) is rewritten from all cells on disk after each cell.
+
+    python benchmarks/cifar_cpu.py --data PATH --out OUT            # full protocol: 8 epochs, 3 seeds
+    python benchmarks/cifar_cpu.py --data PATH --out OUT --quick    # quick mode: 4 epochs, 1 seed
+    python benchmarks/cifar_cpu.py --data PATH --out OUT --render-only [--export ZOO]
+
+Sizing: a 4-epoch cell on all 50,000 images used 4.5–4.8 CPU-minutes (one torch thread; measured, see each
+cell's ``cpu_s``), so the quick mode's 8 cells need about 17 minutes of 2 idle cores and the full protocol's
+24 about 100 minutes; a shared machine stretches the wall time by its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import accuracy
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DATA_ENV = "SOLO_DIRECTPRED_CIFAR10"
+CIFAR10 = accuracy.DataSpec("cifar10", 10, flip=0.5, saturation=0.4, grayscale=0.2, channel_shuffle=0.0)
+
+#: The protocol's trained cells, in report order: keys of :data:`accuracy.VARIANTS`.
+CELLS: tuple[str, ...] = (
+    "directpred",
+    "directcopy",
+    "linear",
+    "mlp",
+    "none",
+    "directpred_noema",
+    "linear_noema",
+)
+RANDOM = "random"
+#: The order cells run in: DirectPred and the two baselines it is compared with first.
+PRIORITY = ("directpred", "mlp", "linear", "none", "directcopy", "directpred_noema", "linear_noema")
+
+
+@dataclass
+class Protocol:
+    """Scale of the protocol (the defaults are the full run)."""
+
+    epochs: int = 8
+    batch_size: int = 128
+    lr: float = 0.5  # solo-learn's optimizer.lr, scaled by batch_size / 256
+    train_subset: int | None = None  # the first N images of a fixed permutation of the training set
+    size: int = 32
+    min_scale: float = 0.2
+    proj_output_dim: int = 128
+    seeds: tuple[int, ...] = (0, 1, 2)
+    workers: int = 2
+    track_every: int = 1  # kNN on 5,000 training / 2,000 test images every N epochs (0: off)
+
+
+QUICK = Protocol(epochs=4, seeds=(0,))
+
+
+# ---------------------------------------------------------------------------------------------------- data
+def data_root(path: str | Path | None) -> Path:
+    """The CIFAR-10 folder from ``path`` or ``$SOLO_DIRECTPRED_CIFAR10``; a clear error when missing."""
+    chosen = path or os.environ.get(DATA_ENV)
+    if not chosen:
+        raise SystemExit(f"no CIFAR-10 folder: pass --data PATH or set {DATA_ENV}")
+    root = Path(chosen).expanduser()
+    for split in ("train", "test"):
+        if not (root / split).is_dir():
+            raise SystemExit(f"--data {root}: expected class folders under {root / split}")
+    return root
+
+
+def read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """uint8 images (N, 32, 32, 3) or the folder's own size, int64 labels, and the sorted class names."""
+    from PIL import Image
+
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            with Image.open(file) as img:
+                images.append(np.asarray(img.convert("RGB")))
+            labels.append(label)
+    return np.stack(images), np.array(labels, dtype=np.int64), classes
+
+
+def load_cifar(root: Path, cache: Path) -> dict[str, np.ndarray]:
+    """Both splits as (N, 3, H, W) uint8 arrays plus labels and the training set's channel mean/std.
+
+    Decoded once into ``cache`` (an ``.npz``); later calls read that file.
+    """
+    if not cache.is_file():
+        arrays: dict[str, Any] = {}
+        for split, folder in (("train", "train"), ("val", "test")):
+            x, y, classes = read_class_folders(root / folder)
+            arrays[f"{split}_x"] = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+            arrays[f"{split}_y"] = y
+            arrays["classes"] = np.array(classes)
+        pixels = arrays["train_x"].astype(np.float32) / 255.0
+        arrays["mean"] = pixels.mean(axis=(0, 2, 3)).astype(np.float32)
+        arrays["std"] = pixels.std(axis=(0, 2, 3)).astype(np.float32)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(cache)
+    with np.load(cache) as f:
+        return {key: f[key] for key in f.files}
+
+
+def prepare(data: dict[str, np.ndarray], protocol: Protocol) -> dict[str, np.ndarray]:
+    """The training subset (a fixed permutation, seed 0) and the resolution of ``protocol``."""
+    out = dict(data)
+    if protocol.train_subset is not None:
+        keep = np.sort(np.random.default_rng(0).permutation(len(data["train_y"]))[: protocol.train_subset])
+        out["train_x"], out["train_y"] = data["train_x"][keep], data["train_y"][keep]
+    if protocol.size != data["train_x"].shape[-1]:
+        for split in ("train", "val"):
+            x = torch.from_numpy(out[f"{split}_x"]).float()
+            x = F.interpolate(x, size=protocol.size, mode="bilinear", antialias=True, align_corners=False)
+            out[f"{split}_x"] = x.round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+class CropCollate(accuracy.TwoViewCollate):
+    """:class:`accuracy.TwoViewCollate` with the protocol's smallest crop area."""
+
+    def __init__(self, *args: Any, min_scale: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_scale = min_scale
+
+    def __call__(self, indices: list[int]):
+        idx = torch.tensor(indices)
+        x = self.data.images[idx]
+        views = [
+            accuracy.augment(x, self.spec, self.mean, self.std, self.generator, min_scale=self.min_scale)
+            for _ in range(2)
+        ]
+        return idx, views, self.data.labels[idx]
+
+
+# -------------------------------------------------------------------------------------------------- probes
+def knn_chunked(
+    train_f: torch.Tensor,
+    train_y: torch.Tensor,
+    test_f: torch.Tensor,
+    test_y: torch.Tensor,
+    chunk: int = 1000,
+) -> float:
+    """:func:`accuracy.knn_accuracy` over test chunks (a 10,000 × 50,000 similarity matrix is 2 GB)."""
+    correct = 0.0
+    for i in range(0, len(test_y), chunk):
+        acc = accuracy.knn_accuracy(train_f, train_y, test_f[i : i + chunk], test_y[i : i + chunk])
+        correct += acc * len(test_y[i : i + chunk])
+    return correct / len(test_y)
+
+
+def probe(backbone: nn.Module, data: dict[str, np.ndarray], seed: int) -> dict[str, float]:
+    """kNN and linear-probe accuracy (%) on the test images, effective rank of their features."""
+    start = time.perf_counter()
+    train_f = accuracy.extract_features(backbone, data["train_x"], data["mean"], data["std"])
+    val_f = accuracy.extract_features(backbone, data["val_x"], data["mean"], data["std"])
+    train_y, val_y = torch.from_numpy(data["train_y"]), torch.from_numpy(data["val_y"])
+    knn = knn_chunked(train_f, train_y, val_f, val_y)
+    lin = accuracy.linear_probe_accuracy(train_f.numpy(), data["train_y"], val_f.numpy(), data["val_y"], seed)
+    return {
+        "knn": 100 * knn,
+        "linear": 100 * lin,
+        "rank": accuracy.effective_rank(val_f),
+        "probe_s": time.perf_counter() - start,
+    }
+
+
+class KnnTracker:
+    """Lightning callback: kNN accuracy on fixed small subsets every ``every`` epochs (calibration)."""
+
+    def __init__(self, data: dict[str, np.ndarray], every: int) -> None:
+        import lightning.pytorch as pl
+
+        rng = np.random.default_rng(1)
+        tr = rng.permutation(len(data["train_y"]))[:5000]
+        te = rng.permutation(len(data["val_y"]))[:2000]
+        self.small = {
+            "train_x": data["train_x"][tr],
+            "train_y": data["train_y"][tr],
+            "val_x": data["val_x"][te],
+            "val_y": data["val_y"][te],
+            "mean": data["mean"],
+            "std": data["std"],
+        }
+        self.every, self.history = every, []
+
+        class _Hook(pl.Callback):
+            def on_train_epoch_end(_, trainer, module) -> None:  # noqa: N805 - closure over the tracker
+                if (trainer.current_epoch + 1) % self.every == 0:
+                    self.history.append([trainer.current_epoch + 1, self.knn(module.backbone)])
+                    module.backbone.train()
+                    print(
+                        f"epoch {trainer.current_epoch + 1}: kNN {self.history[-1][1]:.1f} "
+                        f"({time.process_time():.0f} CPU-s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+
+        self.callback = _Hook()
+
+    def knn(self, backbone: nn.Module) -> float:
+        s = self.small
+        train_f = accuracy.extract_features(backbone, s["train_x"], s["mean"], s["std"])
+        val_f = accuracy.extract_features(backbone, s["val_x"], s["mean"], s["std"])
+        return 100 * accuracy.knn_accuracy(
+            train_f, torch.from_numpy(s["train_y"]), val_f, torch.from_numpy(s["val_y"])
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+def cell_path(out: Path, cell: str, seed: int) -> Path:
+    """Where a finished (cell, seed) record lives."""
+    return out / "cells" / f"{cell}-seed{seed}.json"
+
+
+def method_overrides(protocol: Protocol) -> list[str]:
+    """Config overrides shared by every cell (backbone, schedule, projector, data statistics)."""
+    return [
+        f"backbone.name={accuracy.SMALL_CNN}",
+        f"max_epochs={protocol.epochs}",
+        f"optimizer.batch_size={protocol.batch_size}",
+        f"optimizer.lr={protocol.lr}",
+        f"method_kwargs.proj_output_dim={protocol.proj_output_dim}",
+        f"augmentations.0.crop_size={protocol.size}",
+        "spectral.enabled=false",
+        "+scheduler.warmup_start_lr=0.0",
+    ]
+
+
+def run_cell(job: dict) -> dict:
+    """Train one (cell, seed) — or probe the random network — and return its record."""
+    import lightning.pytorch as pl
+
+    accuracy._quiet()
+    accuracy.register_small_cnn()
+    protocol = Protocol(**{**job["protocol"], "seeds": tuple(job["protocol"]["seeds"])})
+    data = prepare(load_cifar(Path(job["root"]), Path(job["cache"])), protocol)
+    cell, seed = job["cell"], job["seed"]
+    variant = accuracy.VARIANTS["directpred" if cell == RANDOM else cell]
+    pl.seed_everything(seed, workers=False)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model = accuracy.build_method(variant, method_overrides(protocol))
+    record: dict[str, Any] = {"cell": cell, "seed": seed, "protocol": asdict(protocol), "load_start": _load()}
+    record["train_images"] = len(data["train_y"])
+    if cell != RANDOM:
+        dataset = accuracy.TwoViews(data["train_x"], data["train_y"])
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=protocol.batch_size,
+            shuffle=True,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(seed),
+            collate_fn=CropCollate(
+                dataset, CIFAR10, data["mean"], data["std"], seed, min_scale=protocol.min_scale
+            ),
+        )
+        tracker = KnnTracker(data, protocol.track_every) if protocol.track_every else None
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            devices=1,
+            max_epochs=protocol.epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            callbacks=[tracker.callback] if tracker else [],
+        )
+        trainer.fit(model, train_dataloaders=loader)
+        record["steps"] = int(trainer.global_step)
+        loss = trainer.callback_metrics.get(
+            "train_neg_cos_sim_epoch", trainer.callback_metrics.get("train_loss")
+        )
+        record["final_loss"] = None if loss is None else float(loss)
+        if tracker:
+            record["knn_by_epoch"] = tracker.history
+        if cell.startswith("none"):
+            w = model.predictor.weight.detach()
+            record["max_abs_w_minus_i"] = float((w - torch.eye(w.shape[0])).abs().max())
+        if job.get("save_checkpoint"):
+            ckpt = Path(job["out"]) / "checkpoints" / f"{cell}-seed{seed}" / f"{cell}-seed{seed}.ckpt"
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            trainer.save_checkpoint(ckpt)
+            record["checkpoint"] = str(ckpt.relative_to(job["out"]))
+    elif protocol.track_every:
+        record["knn_by_epoch"] = [[0, KnnTracker(data, protocol.track_every).knn(model.backbone)]]
+    record["train_s"] = time.perf_counter() - start
+    record["train_cpu_s"] = time.process_time() - cpu_start
+    record.update(probe(model.backbone, data, seed))
+    record["cpu_s"] = time.process_time() - cpu_start
+    record["load_end"] = _load()
+    path = cell_path(Path(job["out"]), cell, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(path)
+    return record
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def make_jobs(protocol: Protocol, root: Path, out: Path, cells: Sequence[str] = CELLS) -> list[dict]:
+    """Every (cell, seed) of the protocol not yet on disk, seed by seed; within a seed the random network
+    first (the floor), then the cells in :data:`PRIORITY` order, so that a budget cut short keeps the
+    comparisons that matter most."""
+    plain = {**asdict(protocol), "seeds": list(protocol.seeds)}
+    jobs = []
+    for seed in protocol.seeds:
+        for cell in (RANDOM, *sorted(cells, key=PRIORITY.index)):
+            if cell_path(out, cell, seed).is_file():
+                continue
+            jobs.append(
+                {
+                    "cell": cell,
+                    "seed": seed,
+                    "protocol": plain,
+                    "root": str(root),
+                    "cache": str(out / "cifar10-uint8.npz"),
+                    "out": str(out),
+                    "save_checkpoint": cell in ("directpred", "directpred_noema"),
+                }
+            )
+    return jobs
+
+
+def finished(out: Path, protocol: Protocol) -> list[dict]:
+    """The records on disk that were run with ``protocol``'s scale (seeds and workers aside)."""
+    scale = {k: v for k, v in asdict(protocol).items() if k not in ("seeds", "workers", "track_every")}
+    records = []
+    for path in sorted((out / "cells").glob("*.json")):
+        record = json.loads(path.read_text())
+        if all(record["protocol"].get(k) == v for k, v in scale.items()):
+            records.append(record)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------- report
+def summarize(records: Sequence[dict]) -> dict[str, dict[str, list[float]]]:
+    """cell → {metric: [mean, std (ddof = 1; 0 for one seed), n]}, as :func:`accuracy.summarize`."""
+    as_grid = [{**r, "variant": r["cell"], "dataset": "cifar10"} for r in records]
+    return accuracy.summarize(as_grid).get("cifar10", {})
+
+
+def table(summary: dict[str, dict[str, Any]]) -> str:
+    """Markdown: a row per predictor, kNN / linear probe with and without EMA; missing cells: "not run"."""
+
+    def fmt(key: str, metric: str) -> str:
+        cell = summary.get(key)
+        if cell is None:
+            return "not run"
+        mean, std, n = cell[metric]
+        return f"{mean:.1f} ± {std:.1f} (n={n})" if n > 1 else f"{mean:.1f} (n=1)"
+
+    rows = [
+        ("DirectPred", "directpred", "directpred_noema"),
+        ("DirectCopy", "directcopy", None),
+        ("linear, trained", "linear", "linear_noema"),
+        ("2-layer MLP (upstream BYOL)", "mlp", None),
+        ("none (W_p = I)", "none", None),
+    ]
+    lines = [
+        "| predictor | EMA kNN | EMA linear | no-EMA kNN | no-EMA linear |",
+        "|---|---|---|---|---|",
+    ]
+    for label, ema, noema in rows:
+        right = f"{fmt(noema, 'knn')} | {fmt(noema, 'linear')}" if noema else "– | –"
+        lines.append(f"| {label} | {fmt(ema, 'knn')} | {fmt(ema, 'linear')} | {right} |")
+    lines.append(f"| random network (not trained) | {fmt(RANDOM, 'knn')} | {fmt(RANDOM, 'linear')} | | |")
+    return "\n".join(lines)
+
+
+CLAIMS = (
+    ("Tables 3/8: DirectPred ≥ trained linear predictor (EMA)", "directpred", "linear", 1),
+    ("DirectPred ≥ upstream BYOL's 2-layer predictor (EMA)", "directpred", "mlp", 1),
+    ("Table 3: a predictor is needed (none < DirectPred, EMA)", "none", "directpred", -1),
+    ("DirectPred works without EMA (≥ trained linear, no EMA)", "directpred_noema", "linear_noema", 1),
+    ("DirectCopy vs DirectPred (EMA; sign not claimed)", "directcopy", "directpred", 0),
+    ("EMA vs no EMA for DirectPred (sign not claimed)", "directpred", "directpred_noema", 0),
+    ("Learned features above a random network (DirectPred, EMA)", "directpred", RANDOM, 1),
+)
+
+
+def claims(summary: dict[str, dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Δ = mean(a) − mean(b) against the seeds' combined std √(s_a² + s_b²); a verdict only with ≥ 2 seeds.
+
+    'holds' / 'contradicted' when |Δ| exceeds that spread with the claimed / the other sign, 'within
+    spread' otherwise; 'a ahead' / 'b ahead' for comparisons without a claimed sign; 'one seed: no verdict'
+    when either side has a single seed (there is no spread to compare against).
+    """
+    out = []
+    for text, a, b, sign in CLAIMS:
+        if a not in summary or b not in summary:
+            continue
+        (ma, sa, na), (mb, sb, nb) = summary[a][metric], summary[b][metric]
+        diff, noise = ma - mb, float(np.hypot(sa, sb))
+        if min(na, nb) < 2:
+            verdict = "one seed: no verdict"
+        elif abs(diff) <= noise:
+            verdict = "within spread"
+        elif sign == 0:
+            verdict = "a ahead" if diff > 0 else "b ahead"
+        else:
+            verdict = "holds" if sign * diff > 0 else "contradicted"
+        out.append(
+            {
+                "claim": text,
+                "a": a,
+                "b": b,
+                "diff": diff,
+                "noise": noise,
+                "n": min(na, nb),
+                "verdict": verdict,
+            }
+        )
+    return out
+
+
+def claims_table(checked: Sequence[dict], metric: str) -> str:
+    """Markdown table of :func:`claims`."""
+    lines = [f"| claim | a − b ({metric}, points) | spread | seeds | verdict |", "|---|---|---|---|---|"]
+    for c in checked:
+        lines.append(
+            f"| {c['claim']} | {c['a']} − {c['b']} = {c['diff']:+.1f} | ±{c['noise']:.1f} | {c['n']} | "
+            f"{c['verdict']} |"
+        )
+    return "\n".join(lines)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The Markdown report."""
+    p, m = report["protocol"], report["machine"]
+    records = report["records"]
+    loads = [r["load_start"] for r in records] + [r["load_end"] for r in records]
+    load_range = (
+        f"{min(lo[0] for lo in loads):.1f}–{max(lo[0] for lo in loads):.1f}" if loads else "not measured"
+    )
+    sizes = {r.get("train_images") for r in records} - {None}
+    subset = f"{sizes.pop():,}" if len(sizes) == 1 else "all 50,000"
+    if p["train_subset"] is not None:
+        subset = f"{p['train_subset']:,} (a fixed subset of the)"
+    cells_done = ", ".join(f"{r['cell']} seed {r['seed']}" for r in records)
+    lines = [
+        "# CIFAR-10 on CPU: DirectPred and the paper's predictor baselines",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Machine: {m.get('cpu') or 'unknown CPU'}, {m['cpu_count']} cores, {m['cuda'] or 'no GPU'}; "
+        f"torch {m['torch']}.  ",
+        f"Cells finished: {len(records)} ({cells_done}); "
+        f"wall time of each cell (training + probes) summed: "
+        f"{sum(r['train_s'] + r['probe_s'] for r in records) / 60:.0f} min, their CPU time summed: "
+        f"{sum(r.get('cpu_s', float('nan')) for r in records) / 60:.0f} CPU-min "
+        f"({p['workers']} worker processes, one torch thread each). 1-minute load average during the cells: "
+        f"{load_range} on {m['cpu_count']} cores (the machine was shared, so wall times are inflated).",
+        "",
+        f"Backbone: the benchmarks' 4-layer ConvNet (`small_cnn`, 3×3 convolutions 16-32-64-128, "
+        f"128 features), **not the paper's ResNet-18**; projector 512 → {p['proj_output_dim']}. "
+        f"Pretraining on {subset} CIFAR-10 training images at {p['size']}×{p['size']}, "
+        f"epochs: {p['epochs']}, batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, "
+        "momentum 0.9, wd 4e-4, warm-up cosine schedule, EMA τ = 0.99; DirectPred/DirectCopy "
+        "ρ = 0.3, ε = 0.1, freq = 1. Augmentation: random resized crop "
+        f"(area ≥ {p['min_scale']}), flip, colour jitter, grayscale. Probes on the frozen "
+        "backbone, all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the "
+        "training images, and a logistic-regression linear probe. Top-1 %, mean ± std over seeds "
+        "(ddof = 1), n = number of seeds.",
+        "",
+        table(report["summary"]),
+        "",
+        "Δ = a − b; a verdict only with ≥ 2 seeds, and a difference only where |Δ| exceeds the seeds' "
+        "combined std √(s_a² + s_b²).",
+        "",
+        claims_table(report["claims_knn"], "kNN"),
+        "",
+        claims_table(report["claims_linear"], "linear probe"),
+        "",
+    ]
+    tracked = [r for r in records if r.get("knn_by_epoch")]
+    if tracked:
+        lines += [
+            "Calibration trace: kNN on fixed 5,000 training / 2,000 test images at the end of each epoch "
+            "(epoch: %; epoch 0 = the random network):",
+            "",
+        ]
+        for r in tracked:
+            trace = ", ".join(f"{e}: {v:.1f}" for e, v in r["knn_by_epoch"])
+            lines.append(f"- {r['cell']} seed {r['seed']}: {trace}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, protocol: Protocol, command: str) -> dict[str, Any]:
+    """Rebuild the report from every finished cell of ``protocol``'s scale in ``out``."""
+    from run_all import machine
+
+    records = finished(out, protocol)
+    summary = summarize(records)
+    report = {
+        "command": command,
+        "machine": machine(),
+        "protocol": {**asdict(protocol), "seeds": list(protocol.seeds)},
+        "records": records,
+        "summary": summary,
+        "claims_knn": claims(summary, "knn"),
+        "claims_linear": claims(summary, "linear"),
+    }
+    (out / "cifar10_cpu.json").write_text(json.dumps(report, indent=2))
+    (out / "cifar10_cpu.md").write_text(render(report))
+    return report
+
+
+# -------------------------------------------------------------------------------------------------- export
+def predictor_spectra(checkpoint: Path) -> dict[str, list[float]]:
+    """Eigenvalues (descending) of the running correlation F̂ and of W_p stored in a DirectPred checkpoint."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    (f_key,) = [k for k in state if k.startswith("predictor.") and k.endswith(".correlation")]
+    spectra = {}
+    for label, key in (("F_hat", f_key), ("W_p", "predictor.weight")):
+        matrix = state[key].double()
+        spectra[label] = torch.linalg.eigvalsh((matrix + matrix.T) / 2).flip(0).tolist()
+    return spectra
+
+
+def model_card(record: dict, random: dict | None, name: str, command: str, spectra: dict) -> str:
+    """A README for one exported DirectPred backbone: what it is, how it was trained, what it scores."""
+    p = record["protocol"]
+    f_hat, w_p = np.array(spectra["F_hat"]), np.array(spectra["W_p"])
+    p_rel = w_p / w_p.max()
+    floor = f"{(p_rel < 0.2).sum()} of {len(p_rel)}"
+    ema = "without EMA (target = sg(online))" if record["cell"].endswith("_noema") else "with EMA τ = 0.99"
+    vs_random = (
+        f" A random network with the same backbone and probes scores kNN {random['knn']:.1f} %, "
+        f"linear {random['linear']:.1f} %."
+        if random
+        else ""
+    )
+    if random and record["knn"] < random["knn"]:
+        vs_random += (
+            " **This run is below the random network (a collapse): evidence, not a backbone to use.**"
+        )
+    subset = f"{record['train_images']:,}" if "train_images" in record else "all 50,000"
+    return "\n".join(
+        [
+            f"# {name}",
+            "",
+            f"DirectPred {ema}: the online backbone after self-supervised pretraining on CIFAR-10, a small",
+            "CPU benchmark run of solo-directpred (Tian, Chen & Ganguli, ICML 2021: the linear predictor",
+            "W_p is set from the eigendecomposition of the running correlation F̂ of its inputs, not",
+            "trained).",
+            "",
+            "**Backbone: not the paper's ResNet-18.** The 4-layer ConvNet `small_cnn` of the repository's",
+            "`benchmarks/accuracy.py` (3×3 convolutions 16-32-64-128, BN, ReLU, stride 2 from the second,",
+            "global average pool; 128 features; input 32×32 normalised with the training set's channel",
+            "mean/std). Build it with `SmallConvNet()` from that file and load the `.safetensors` weights",
+            "(keys without `backbone.`); inside solo-learn, `register_small_cnn()` adds it to the",
+            "backbone table.",
+            "",
+            "## Training",
+            "",
+            f"- data: {subset} CIFAR-10 training images, {p['size']}×{p['size']} (class folders of",
+            "  JPEG-re-encoded images; labels unused)",
+            f"- epochs: {p['epochs']}, batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, momentum 0.9, "
+            "wd 4e-4, warm-up cosine",
+            f"- projector 512 → {p['proj_output_dim']}; DirectPred ρ = 0.3, ε = 0.1, freq = 1",
+            f"- augmentation: random resized crop (area ≥ {p['min_scale']}), flip, colour jitter, grayscale",
+            f"- seed {record['seed']}; {record['steps']} optimizer steps; "
+            f"{record['train_s'] / 60:.0f} min on a shared 2-core CPU",
+            f"- exported by: `{command}`",
+            "",
+            "## Results (frozen backbone, all 10,000 CIFAR-10 test images)",
+            "",
+            "- weighted cosine kNN (k = 20, T = 0.07) against the training images: "
+            f"**{record['knn']:.1f} %**",
+            f"- logistic-regression linear probe: **{record['linear']:.1f} %**",
+            f"- effective rank of the test features: {record['rank']:.0f} of 128",
+            "",
+            "One seed, a few epochs: a small-scale result, far below the paper's ResNet-18 numbers."
+            + vs_random,
+            "",
+            "## Predictor spectra at the end of training (`spectra.json`)",
+            "",
+            f"- F̂: largest eigenvalue {f_hat[0]:.3g}, smallest {f_hat[-1]:.3g}; "
+            f"top five {', '.join(f'{v:.3g}' for v in f_hat[:5])}",
+            "- W_p = U diag(p) Uᵀ with p_j = sqrt(s_j / s_max) + ε: p / p_max from 1 down to "
+            f"{p_rel.min():.3f}; {floor} directions below 0.2 (near the ε floor)",
+            "",
+            "## Files",
+            "",
+            f"`{name}.safetensors` (backbone weights), `{name}.ckpt` (the full Lightning checkpoint:",
+            "online and target networks, projector, predictor buffers), "
+            f"`{name}.json` (metadata, sha256), `spectra.json`.",
+            "Licence: MIT.",
+            "",
+        ]
+    )
+
+
+def write_run_args(checkpoint: Path, record: dict) -> None:
+    """The run's config as solo-learn's ``args.json`` beside ``checkpoint`` (what ``zoo export`` reads):
+    the composed method config of the cell, with the data section naming CIFAR-10's class folders."""
+    from omegaconf import OmegaConf
+
+    protocol = Protocol(**{**record["protocol"], "seeds": tuple(record["protocol"]["seeds"])})
+    variant = accuracy.VARIANTS[record["cell"]]
+    cfg = accuracy.compose_cfg([f"method={variant.method}", *variant.overrides, *method_overrides(protocol)])
+    args = OmegaConf.to_container(cfg, resolve=True)
+    args["data"] = {
+        "dataset": "cifar10",
+        "format": "image_folder",
+        "train_path": f"${DATA_ENV}/train",
+        "val_path": f"${DATA_ENV}/test",
+    }
+    args["seed"] = record["seed"]
+    (checkpoint.parent / "args.json").write_text(json.dumps(args, indent=2))
+
+
+def export_checkpoints(out: Path, export_dir: Path, protocol: Protocol, command: str) -> list[Path]:
+    """``solo-directpred zoo export`` for every finished DirectPred cell with a checkpoint, plus a model
+    card (``README.md``) and ``spectra.json`` in each bundle; returns the bundle folders."""
+    records = finished(out, protocol)
+    random = {r["seed"]: r for r in records if r["cell"] == RANDOM}
+    bundles = []
+    for record in records:
+        if not record.get("checkpoint") or not record["cell"].startswith("directpred"):
+            continue
+        p = record["protocol"]
+        name = f"{record['cell'].replace('_', '-')}-smallcnn-cifar10-{p['epochs']}ep-seed{record['seed']}"
+        checkpoint = out / record["checkpoint"]
+        write_run_args(checkpoint, record)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "solo_directpred",
+                "zoo",
+                "export",
+                str(checkpoint),
+                "--name",
+                name,
+                "--out",
+                str(export_dir),
+                "--method",
+                record["cell"],
+                "--dataset",
+                "cifar10",
+                "--backbone",
+                accuracy.SMALL_CNN,
+                "--epochs",
+                str(p["epochs"]),
+                "--result",
+                f"knn:top1={record['knn']:.2f}",
+                "--result",
+                f"linear:top1={record['linear']:.2f}",
+                "--description",
+                f"DirectPred, 4-layer ConvNet (not ResNet-18), CIFAR-10 {p['epochs']} epochs on CPU",
+            ],
+            check=True,
+        )
+        bundle = export_dir / name
+        spectra = predictor_spectra(checkpoint)
+        (bundle / "spectra.json").write_text(json.dumps(spectra, indent=2))
+        (bundle / "README.md").write_text(
+            model_card(record, random.get(record["seed"]), name, command, spectra)
+        )
+        bundles.append(bundle)
+    return bundles
+
+
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    accuracy._quiet()
+
+
+def run(protocol: Protocol, root: Path, out: Path, command: str, cells: Sequence[str] = CELLS) -> dict:
+    """Run the cells not yet on disk, rewriting the report after each; return the final report."""
+    out.mkdir(parents=True, exist_ok=True)
+    load_cifar(root, out / "cifar10-uint8.npz")  # decode once, before the workers start
+    jobs = make_jobs(protocol, root, out, cells)
+    print(f"{len(jobs)} cells to run in {out}", file=sys.stderr)
+    if protocol.workers <= 1:
+        for job in jobs:
+            _report_one(run_cell(job))
+            write_report(out, protocol, command)
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(
+            protocol.workers, mp_context=mp.get_context("spawn"), initializer=_init_worker
+        ) as pool:
+            for future in as_completed([pool.submit(run_cell, job) for job in jobs]):
+                _report_one(future.result())
+                write_report(out, protocol, command)
+    return write_report(out, protocol, command)
+
+
+def _report_one(record: dict) -> None:
+    print(
+        f"{record['cell']} seed {record['seed']}: kNN {record['knn']:.1f}, linear {record['linear']:.1f}, "
+        f"{(record['train_s'] + record['probe_s']) / 60:.1f} min",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def protocol_from_args(args: argparse.Namespace) -> Protocol:
+    """Command-line options → :class:`Protocol` (``--quick`` starts from the quick scale)."""
+    base = QUICK if args.quick else Protocol()
+    changes: dict[str, Any] = {"workers": args.workers}
+    for key in ("epochs", "batch_size", "lr", "train_subset", "size", "min_scale", "track_every"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key)
+    if args.seeds is not None:
+        changes["seeds"] = tuple(args.seeds)
+    return replace(base, **changes)
+
+
+def recorded_command(argv: Sequence[str], script: str = "cifar_cpu.py") -> str:
+    """The command line as the report shows it: the data and output folders as placeholders."""
+    shown, hide = [], {"--data": f"${DATA_ENV}", "--out": "OUT", "--export": "EXPORT"}
+    for i, arg in enumerate(argv):
+        key = arg.split("=", 1)[0]
+        if key in hide and "=" in arg:
+            shown.append(f"{key}={hide[key]}")
+        elif i > 0 and argv[i - 1] in hide:
+            shown.append(hide[argv[i - 1]])
+        else:
+            shown.append(arg)
+    return " ".join([f"python benchmarks/{script}", *shown])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data", type=Path, default=None, help=f"CIFAR-10 class folders (default: ${DATA_ENV})"
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for cells, checkpoints and the report"
+    )
+    parser.add_argument("--quick", action="store_true", help="quick mode: 4 epochs, 1 seed")
+    parser.add_argument("--cells", nargs="+", choices=CELLS, default=CELLS, help="default: all")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--min-scale", type=float, default=None)
+    parser.add_argument("--track-every", type=int, default=None, help="kNN on small subsets every N epochs")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the report from the cells on disk"
+    )
+    parser.add_argument(
+        "--export", type=Path, default=None, help="zoo-export the DirectPred checkpoints into this folder"
+    )
+    args = parser.parse_args(argv)
+    protocol = protocol_from_args(args)
+    command = recorded_command(sys.argv[1:] if argv is None else argv)
+    if args.render_only:
+        report = write_report(args.out, protocol, command)
+    else:
+        report = run(protocol, data_root(args.data), args.out, command, args.cells)
+    if args.export is not None:
+        for bundle in export_checkpoints(args.out, args.export, protocol, command):
+            print(f"exported {bundle}", file=sys.stderr)
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
