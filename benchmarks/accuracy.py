@@ -18,11 +18,9 @@ How each cell is built (all through ``solo.methods.METHODS`` from one composed c
   upstream ``byol`` with ``momentum.base_tau = final_tau = 0``: solo-learn then copies the online weights
   into the target after every step, so the target of a step *is* sg(online) with train-mode BN — SimSiam's
   objective with BYOL's projector and predictor (upstream ``simsiam`` would also change the projector).
-* "none" is ``linear_pred`` with ``init=identity``, ``lr_multiplier=1e-9`` and ``weight_decay=0``: the
-  predictor's learning rate is 1e-9 × base, so W_p stays I; the largest |W_p − I| after training is
-  recorded in every such run (config-only; no change to the methods). Every cell warms up from lr 0
-  (``scheduler.warmup_start_lr=0``): upstream's warm-up starts all parameter groups at one absolute lr
-  (3e-5), which ignores a group's ``lr_multiplier`` and would move this frozen predictor.
+* "none" is ``linear_pred`` with ``method_kwargs.predictor=none``: W_p = I, fixed (no parameter); the
+  largest |W_p − I| after training is still recorded in every such run. Every cell warms up from lr 0
+  (``scheduler.warmup_start_lr=0``).
 
 Backbone: a 4-layer ConvNet (``small_cnn``: 3×3 convolutions 16-32-64-128, BN, ReLU, stride 2 from the
 second, global average pool; 128 features), registered in solo-learn's backbone table by this script only.
@@ -60,11 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BYOL_KEYS = ("~method_kwargs.rho", "~method_kwargs.eps", "~method_kwargs.freq")
-NONE_PREDICTOR = (
-    "+method_kwargs.init=identity",
-    "+method_kwargs.lr_multiplier=1e-9",
-    "+method_kwargs.weight_decay=0.0",
-)
+NONE_PREDICTOR = ("+method_kwargs.predictor=none",)
 SMALL_CNN = "small_cnn"
 
 

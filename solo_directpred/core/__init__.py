@@ -12,6 +12,7 @@ from solo_directpred.core.linalg import (
 from solo_directpred.core.predictors import (
     SOLVERS,
     AnalyticPredictor,
+    IdentityPredictor,
     LinearPredictor,
     analytic_weight,
     directcopy,
@@ -23,6 +24,7 @@ __all__ = [
     "SOLVERS",
     "AnalyticPredictor",
     "Eigh",
+    "IdentityPredictor",
     "LinearPredictor",
     "RunningCorrelation",
     "analytic_weight",

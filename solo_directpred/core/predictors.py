@@ -451,6 +451,31 @@ def _time(fn, repeats: int = 3) -> float:
     return best
 
 
+class IdentityPredictor(nn.Module):
+    """No predictor: W_p = I, fixed (the "no predictor" ablation; why it collapses: the paper's remark after
+    Theorem 2 and App. D).
+
+    ``forward`` returns its input; ``weight`` (d × d identity, not saved in ``state_dict``) is there for the
+    spectral monitor, which reads W_p from every linear predictor.
+    """
+
+    weight: Tensor
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        self.dim = dim
+        self.register_buffer("weight", torch.eye(dim), persistent=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """z itself. (…, d) → (…, d)."""
+        return z
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
 class LinearPredictor(nn.Module):
     """Gradient-trained linear predictor, the baseline of the paper's Tables 1–5.
 

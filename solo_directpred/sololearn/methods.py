@@ -14,9 +14,10 @@ method name                 target                       ``method_kwargs.predict
 ==========================  ===========================  =====================================
 
 ``method_kwargs.predictor`` may be set explicitly to any of ``directpred``, ``directcopy``, ``directset``
-(any α) or ``linear`` in any of them. The projector is the paper's Linear–BN–ReLU–Linear MLP. The loss is
-symmetrised, Σ_{v≠v′} L(z_v, W_p z_v, sg(z′_{v′})), with L chosen by ``method_kwargs.loss``: ``cosine``
-(default, 2 − 2 cos), ``euclidean``, ``isoloss`` or ``isoloss_euclidean`` (docs/losses.md; the IsoLoss
+(any α), ``linear`` or ``none`` (W_p = I, the no-predictor ablation) in any of them. The projector is the
+paper's Linear–BN–ReLU–Linear MLP. The loss is symmetrised, Σ_{v≠v′} L(z_v, W_p z_v, sg(z′_{v′})), with L
+chosen by ``method_kwargs.loss``: ``cosine`` (default, 2 − 2 cos), ``euclidean``, ``isoloss`` or
+``isoloss_euclidean`` (docs/losses.md; the IsoLoss
 forms need an analytic, non-trainable W_p). Analytic statistics are gathered in ``training_step`` only, after
 the loss is built, and applied once per optimizer step in ``optimizer_step``: under
 ``accumulate_grad_batches=k`` the k micro-batches pool into one running update, every one of them predicts
@@ -37,10 +38,10 @@ from solo.methods.base import BaseMethod, BaseMomentumMethod
 from solo.utils.momentum import initialize_momentum_params
 from torch import nn
 
-from solo_directpred.core import SOLVERS, AnalyticPredictor, LinearPredictor
+from solo_directpred.core import SOLVERS, AnalyticPredictor, IdentityPredictor, LinearPredictor
 from solo_directpred.core.losses import ISOLOSSES, LOSSES, symmetric_prediction_loss
 
-PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear")
+PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear", "none")
 
 #: Defaults per predictor kind (paper §4–5; DirectCopy's ρ/ε from its public reimplementations).
 ANALYTIC_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -109,6 +110,8 @@ def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omeg
             f"{kw.proj_output_dim}x{kw.proj_output_dim}); remove the key, "
             "or use upstream byol/simsiam for an MLP predictor",
         )
+    if kind == "none":
+        return cfg  # W_p = I: nothing to configure
     if kind == "linear":
         for key, default in LINEAR_DEFAULTS.items():
             kw[key] = _select(cfg, f"method_kwargs.{key}", default)
@@ -180,8 +183,8 @@ def validate_loss_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     kw.loss = _select(cfg, "method_kwargs.loss", "cosine")
     if kw.loss not in LOSSES:
         _fail("method_kwargs.loss", kw.loss, f"must be one of {LOSSES}")
-    if kw.loss in ISOLOSSES and (kw.predictor == "linear" or kw.trainable):
-        got = f"predictor={kw.predictor}" + ("" if kw.predictor == "linear" else ", trainable=true")
+    if kw.loss in ISOLOSSES and (kw.predictor in ("linear", "none") or kw.trainable):
+        got = f"predictor={kw.predictor}" + ("" if kw.predictor in ("linear", "none") else ", trainable=true")
         _fail(
             "method_kwargs.loss",
             kw.loss,
@@ -212,6 +215,8 @@ def spectral_callbacks(section: dict[str, Any]) -> list:
 def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
     """The predictor module described by validated ``method_kwargs``."""
     dim = int(kw.proj_output_dim)
+    if kw.predictor == "none":
+        return IdentityPredictor(dim)
     if kw.predictor == "linear":
         return LinearPredictor(
             dim,

@@ -65,3 +65,33 @@ def test_statistics_are_not_touched_by_validation_or_forward():
         model(torch.randn(4, 3, 16, 16))
     assert int(model.predictor.step) == 0 and int(model.predictor.stats.num_updates) == 0
     torch.testing.assert_close(model.predictor.weight, torch.eye(cfg.method_kwargs.proj_output_dim))
+
+
+@pytest.mark.parametrize("method", ["directpred", "linear_pred_noema"])
+def test_none_predictor_is_the_identity_and_has_nothing_to_train(method):
+    """``predictor=none``: W_p = I exactly after training, no predictor parameter, no predictor state."""
+    from solo.methods import METHODS
+
+    from solo_directpred.core import IdentityPredictor
+    from tests.sololearn.helpers import compose_pretrain_cfg, fit_tiny
+
+    cfg = compose_pretrain_cfg([f"method={method}", "+method_kwargs.predictor=none"])
+    model = METHODS[method](cfg)
+    assert isinstance(model.predictor, IdentityPredictor) and cfg.method_kwargs.predictor == "none"
+    assert "predictor" not in {g["name"] for g in model.learnable_params}
+    z = torch.randn(4, model.predictor.dim)
+    assert torch.equal(model.predictor(z), z)
+    assert fit_tiny(model, steps=2).global_step == 2
+    assert torch.equal(model.linear_predictor_weight(), torch.eye(model.predictor.dim))
+    assert not any(key.startswith("predictor.") for key in model.state_dict())
+
+
+def test_none_predictor_refuses_isoloss():
+    from solo.methods import METHODS
+
+    from solo_directpred.sololearn.methods import ConfigError
+    from tests.sololearn.helpers import compose_pretrain_cfg
+
+    cfg = compose_pretrain_cfg(["+method_kwargs.predictor=none", "+method_kwargs.loss=isoloss"])
+    with pytest.raises(ConfigError, match=r"method_kwargs.loss='isoloss' is invalid: .*got predictor=none"):
+        METHODS["directpred"](cfg)
