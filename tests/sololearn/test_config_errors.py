@@ -20,7 +20,7 @@ CASES = [
     (
         "directpred",
         "+method_kwargs.predictor=mlp",
-        "method_kwargs.predictor='mlp' is invalid: must be one of ('directpred', 'directcopy', 'directset', 'linear')",
+        "method_kwargs.predictor='mlp' is invalid: must be one of ('directpred', 'directcopy', 'directset', 'linear', 'none')",
     ),
     (
         "directpred",
