@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -104,3 +105,24 @@ def solo_learn_scripts() -> Path | None:
         shutil.rmtree(partial, ignore_errors=True)
         return target if (target / "main_pretrain.py").is_file() else None  # another process won the race
     return target
+
+
+def run_ddp_driver(driver: str, out_dir: Path, *args: str) -> list[dict]:
+    """Run a two-rank driver script of this folder (gloo) and return what each rank saved (``rankR.pt``)."""
+    import pytest
+
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available on this platform")
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo), "PYTHONWARNINGS": "ignore"}
+    script = Path(__file__).with_name(driver)
+    result = subprocess.run(
+        [sys.executable, str(script), str(out_dir), *args],
+        cwd=out_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    return [torch.load(out_dir / f"rank{r}.pt", weights_only=True) for r in range(2)]

@@ -4,24 +4,18 @@ Every rank holds the F̂ and W_p of one batch made of both ranks' four micro-bat
 (README "Scaling out").
 """
 
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import requires_solo
+from tests.sololearn.helpers import run_ddp_driver
 
 pytestmark = [requires_solo, pytest.mark.solo, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_two_accumulating_ranks_hold_the_statistics_of_the_pooled_batch(tmp_path):
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available on this platform")
     from omegaconf import OmegaConf
 
     from solo_directpred.sololearn.methods import build_predictor
@@ -29,18 +23,7 @@ def test_two_accumulating_ranks_hold_the_statistics_of_the_pooled_batch(tmp_path
 
     method = "directcopy"  # the EMA method with the Lanczos solver; test_distributed.py covers every solver
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    script = Path(__file__).with_name("accumulation_ddp_driver.py")
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), method],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = run_ddp_driver("accumulation_ddp_driver.py", tmp_path, method)
     micro_z = [rank.pop("micro_z") for rank in ranks]
     assert not torch.equal(micro_z[0], micro_z[1])  # the ranks saw different samples
     for key in ranks[0]:

@@ -1,9 +1,6 @@
 """``method_kwargs.loss`` in the plugin's methods (docs/losses.md): each loss is the one optimised, is refused
 where undefined, and leaves the spectral monitor, the collapse alarm, DDP statistics and resume unchanged."""
 
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -12,10 +9,10 @@ import torch
 
 from solo_directpred.core.losses import LOSSES, symmetric_prediction_loss
 from tests.conftest import requires_solo
+from tests.sololearn.helpers import run_ddp_driver
 
 pytestmark = [requires_solo, pytest.mark.solo]
 
-REPO = Path(__file__).resolve().parents[2]
 METHODS_WITH_ANALYTIC_PREDICTOR = ["directpred", "directcopy", "directpred_noema", "directcopy_noema"]
 
 
@@ -189,20 +186,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(loss, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["isoloss", "euclidean"])
 def test_ddp_ranks_hold_identical_statistics_under_the_loss(loss, tmp_path):
-    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
-        pytest.skip("torch.distributed with gloo is not available on this platform")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "PYTHONWARNINGS": "ignore"}
-    script = Path(__file__).with_name("ddp_driver.py")
-    result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), "directpred_noema", f"+method_kwargs.loss={loss}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
+    ranks = run_ddp_driver("ddp_driver.py", tmp_path, "directpred_noema", f"+method_kwargs.loss={loss}")
     assert not torch.equal(ranks[0].pop("batch_rows"), ranks[1].pop("batch_rows"))
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
