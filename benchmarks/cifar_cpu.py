@@ -51,19 +51,56 @@ from torch import nn
 DATA_ENV = "SOLO_DIRECTPRED_CIFAR10"
 CIFAR10 = accuracy.DataSpec("cifar10", 10, flip=0.5, saturation=0.4, grayscale=0.2, channel_shuffle=0.0)
 
-#: The protocol's trained cells, in report order: keys of :data:`accuracy.VARIANTS`.
+#: The no-EMA settings of the IsoLoss code (Halvagal et al., NeurIPS 2023; docs/losses.md): F̂'s EMA
+#: ρ = 0.5 and SGD lr 0.1 (× batch/256, momentum 0.9) instead of the protocol's ρ = 0.3 and lr 0.5.
+ISOLOSS_NOEMA = ("method_kwargs.rho=0.5", "optimizer.lr=0.1")
+#: Cells beyond :data:`accuracy.VARIANTS`: the IsoLoss rows and DirectPred at the IsoLoss no-EMA settings.
+LOSS_VARIANTS: dict[str, accuracy.Variant] = {
+    v.key: v
+    for v in (
+        accuracy.Variant("isoloss", "DirectPred + IsoLoss", True, "directpred", ("+method_kwargs.loss=isoloss",)),
+        accuracy.Variant(
+            "isoloss_noema",
+            "DirectPred + IsoLoss",
+            False,
+            "directpred_noema",
+            ("+method_kwargs.loss=isoloss", *ISOLOSS_NOEMA),
+        ),
+        accuracy.Variant(
+            "directpred_noema_iso", "DirectPred, IsoLoss-code settings", False, "directpred_noema", ISOLOSS_NOEMA
+        ),
+    )
+}
+VARIANTS: dict[str, accuracy.Variant] = {**accuracy.VARIANTS, **LOSS_VARIANTS}
+
+#: The protocol's trained cells, in report order: keys of :data:`VARIANTS`.
 CELLS: tuple[str, ...] = (
     "directpred",
     "directcopy",
     "linear",
     "mlp",
     "none",
+    "isoloss",
     "directpred_noema",
     "linear_noema",
+    "isoloss_noema",
+    "directpred_noema_iso",
 )
 RANDOM = "random"
-#: The order cells run in: DirectPred and the two baselines it is compared with first.
-PRIORITY = ("directpred", "mlp", "linear", "none", "directcopy", "directpred_noema", "linear_noema")
+#: The order cells run in: DirectPred and the two baselines it is compared with first, then the EMA-free
+#: question (issue: does IsoLoss prevent the no-EMA collapse?).
+PRIORITY = (
+    "directpred",
+    "mlp",
+    "linear",
+    "none",
+    "directpred_noema",
+    "isoloss_noema",
+    "directpred_noema_iso",
+    "isoloss",
+    "linear_noema",
+    "directcopy",
+)
 
 
 @dataclass
@@ -77,7 +114,7 @@ class Protocol:
     size: int = 32
     min_scale: float = 0.2
     proj_output_dim: int = 128
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1)
     workers: int = 2
     track_every: int = 1  # kNN on 5,000 training / 2,000 test images every N epochs (0: off)
 
@@ -199,7 +236,15 @@ def probe(backbone: nn.Module, data: dict[str, np.ndarray], seed: int) -> dict[s
 
 
 class KnnTracker:
-    """Lightning callback: kNN accuracy on fixed small subsets every ``every`` epochs (calibration)."""
+    """Lightning callback: every ``every`` epochs, kNN accuracy on fixed small subsets (calibration) and the
+    label-free metrics a run could select its checkpoint by (docs/spectral.md):
+
+    * RankMe of the backbone representations of the 5,000 tracked training images (un-augmented);
+    * LiDAR of the representations and of the projector outputs of 4 augmented views of 1,000 of them,
+      grouped by image (the exact grouping of :func:`solo_directpred.spectral.metrics.lidar`).
+    """
+
+    LIDAR_IMAGES, LIDAR_VIEWS = 1000, 4
 
     def __init__(self, data: dict[str, np.ndarray], every: int) -> None:
         import lightning.pytorch as pl
@@ -215,16 +260,27 @@ class KnnTracker:
             "mean": data["mean"],
             "std": data["std"],
         }
-        self.every, self.history = every, []
+        generator = torch.Generator().manual_seed(2)
+        x = torch.from_numpy(self.small["train_x"][: self.LIDAR_IMAGES])  # fewer in a smaller subset
+        mean, std = torch.from_numpy(data["mean"]), torch.from_numpy(data["std"])
+        self.views = torch.cat(
+            [accuracy.augment(x, CIFAR10, mean, std, generator, min_scale=0.2) for _ in range(self.LIDAR_VIEWS)]
+        )
+        self.groups = torch.arange(len(x)).repeat(self.LIDAR_VIEWS)
+        self.every, self.history, self.label_free = every, [], []
 
         class _Hook(pl.Callback):
             def on_train_epoch_end(_, trainer, module) -> None:  # noqa: N805 - closure over the tracker
                 if (trainer.current_epoch + 1) % self.every == 0:
-                    self.history.append([trainer.current_epoch + 1, self.knn(module.backbone)])
+                    epoch = trainer.current_epoch + 1
+                    self.history.append([epoch, self.knn(module.backbone)])
+                    self.label_free.append({"epoch": epoch, **self.metrics(module)})
                     module.backbone.train()
+                    module.projector.train()
                     print(
-                        f"epoch {trainer.current_epoch + 1}: kNN {self.history[-1][1]:.1f} "
-                        f"({time.process_time():.0f} CPU-s)",
+                        f"epoch {epoch}: kNN {self.history[-1][1]:.1f}, "
+                        + ", ".join(f"{k} {v:.1f}" for k, v in self.label_free[-1].items() if k != "epoch")
+                        + f" ({time.process_time():.0f} CPU-s)",
                         file=sys.stderr,
                         flush=True,
                     )
@@ -238,6 +294,22 @@ class KnnTracker:
         return 100 * accuracy.knn_accuracy(
             train_f, torch.from_numpy(s["train_y"]), val_f, torch.from_numpy(s["val_y"])
         )
+
+    @torch.no_grad()
+    def metrics(self, module: nn.Module) -> dict[str, float]:
+        """RankMe (representations) and LiDAR (representations, projector outputs) of ``module``."""
+        from solo_directpred.spectral.metrics import lidar, rankme
+
+        s = self.small
+        features = accuracy.extract_features(module.backbone, s["train_x"], s["mean"], s["std"])
+        module.projector.eval()
+        view_f = torch.cat([module.backbone(self.views[i : i + 512]) for i in range(0, len(self.views), 512)])
+        view_z = module.projector(view_f)
+        return {
+            "rankme": rankme(features),
+            "lidar": lidar(view_f, self.groups),
+            "lidar_proj": lidar(view_z, self.groups),
+        }
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -260,6 +332,16 @@ def method_overrides(protocol: Protocol) -> list[str]:
     ]
 
 
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def cell_overrides(variant: accuracy.Variant, protocol: Protocol) -> list[str]:
+    """:func:`method_overrides` without the keys ``variant`` sets itself (its own lr, say), which win."""
+    own = {_key(o) for o in variant.overrides}
+    return [o for o in method_overrides(protocol) if _key(o) not in own]
+
+
 def run_cell(job: dict) -> dict:
     """Train one (cell, seed) — or probe the random network — and return its record."""
     import lightning.pytorch as pl
@@ -269,12 +351,13 @@ def run_cell(job: dict) -> dict:
     protocol = Protocol(**{**job["protocol"], "seeds": tuple(job["protocol"]["seeds"])})
     data = prepare(load_cifar(Path(job["root"]), Path(job["cache"])), protocol)
     cell, seed = job["cell"], job["seed"]
-    variant = accuracy.VARIANTS["directpred" if cell == RANDOM else cell]
+    variant = VARIANTS["directpred" if cell == RANDOM else cell]
     pl.seed_everything(seed, workers=False)
     start, cpu_start = time.perf_counter(), time.process_time()
-    model = accuracy.build_method(variant, method_overrides(protocol))
+    model = accuracy.build_method(variant, cell_overrides(variant, protocol))
     record: dict[str, Any] = {"cell": cell, "seed": seed, "protocol": asdict(protocol), "load_start": _load()}
     record["train_images"] = len(data["train_y"])
+    record["overrides"] = [f"method={variant.method}", *variant.overrides, *cell_overrides(variant, protocol)]
     if cell != RANDOM:
         dataset = accuracy.TwoViews(data["train_x"], data["train_y"])
         loader = torch.utils.data.DataLoader(
@@ -307,6 +390,7 @@ def run_cell(job: dict) -> dict:
         record["final_loss"] = None if loss is None else float(loss)
         if tracker:
             record["knn_by_epoch"] = tracker.history
+            record["label_free_by_epoch"] = tracker.label_free
         if cell.startswith("none"):
             w = model.predictor.weight.detach()
             record["max_abs_w_minus_i"] = float((w - torch.eye(w.shape[0])).abs().max())
@@ -316,7 +400,9 @@ def run_cell(job: dict) -> dict:
             trainer.save_checkpoint(ckpt)
             record["checkpoint"] = str(ckpt.relative_to(job["out"]))
     elif protocol.track_every:
-        record["knn_by_epoch"] = [[0, KnnTracker(data, protocol.track_every).knn(model.backbone)]]
+        tracker = KnnTracker(data, protocol.track_every)
+        record["knn_by_epoch"] = [[0, tracker.knn(model.backbone)]]
+        record["label_free_by_epoch"] = [{"epoch": 0, **tracker.metrics(model)}]
     record["train_s"] = time.perf_counter() - start
     record["train_cpu_s"] = time.process_time() - cpu_start
     record.update(probe(model.backbone, data, seed))
@@ -634,8 +720,8 @@ def write_run_args(checkpoint: Path, record: dict) -> None:
     from omegaconf import OmegaConf
 
     protocol = Protocol(**{**record["protocol"], "seeds": tuple(record["protocol"]["seeds"])})
-    variant = accuracy.VARIANTS[record["cell"]]
-    cfg = accuracy.compose_cfg([f"method={variant.method}", *variant.overrides, *method_overrides(protocol)])
+    variant = VARIANTS[record["cell"]]
+    cfg = accuracy.compose_cfg([f"method={variant.method}", *variant.overrides, *cell_overrides(variant, protocol)])
     args = OmegaConf.to_container(cfg, resolve=True)
     args["data"] = {
         "dataset": "cifar10",
