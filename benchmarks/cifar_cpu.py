@@ -58,7 +58,9 @@ ISOLOSS_NOEMA = ("method_kwargs.rho=0.5", "optimizer.lr=0.1")
 LOSS_VARIANTS: dict[str, accuracy.Variant] = {
     v.key: v
     for v in (
-        accuracy.Variant("isoloss", "DirectPred + IsoLoss", True, "directpred", ("+method_kwargs.loss=isoloss",)),
+        accuracy.Variant(
+            "isoloss", "DirectPred + IsoLoss", True, "directpred", ("+method_kwargs.loss=isoloss",)
+        ),
         accuracy.Variant(
             "isoloss_noema",
             "DirectPred + IsoLoss",
@@ -67,7 +69,11 @@ LOSS_VARIANTS: dict[str, accuracy.Variant] = {
             ("+method_kwargs.loss=isoloss", *ISOLOSS_NOEMA),
         ),
         accuracy.Variant(
-            "directpred_noema_iso", "DirectPred, IsoLoss-code settings", False, "directpred_noema", ISOLOSS_NOEMA
+            "directpred_noema_iso",
+            "DirectPred, IsoLoss-code settings",
+            False,
+            "directpred_noema",
+            ISOLOSS_NOEMA,
         ),
     )
 }
@@ -264,7 +270,10 @@ class KnnTracker:
         x = torch.from_numpy(self.small["train_x"][: self.LIDAR_IMAGES])  # fewer in a smaller subset
         mean, std = torch.from_numpy(data["mean"]), torch.from_numpy(data["std"])
         self.views = torch.cat(
-            [accuracy.augment(x, CIFAR10, mean, std, generator, min_scale=0.2) for _ in range(self.LIDAR_VIEWS)]
+            [
+                accuracy.augment(x, CIFAR10, mean, std, generator, min_scale=0.2)
+                for _ in range(self.LIDAR_VIEWS)
+            ]
         )
         self.groups = torch.arange(len(x)).repeat(self.LIDAR_VIEWS)
         self.every, self.history, self.label_free = every, [], []
@@ -478,14 +487,17 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         ("linear, trained", "linear", "linear_noema"),
         ("2-layer MLP (upstream BYOL)", "mlp", None),
         ("none (W_p = I)", "none", None),
+        ("DirectPred + IsoLoss (no EMA: ρ 0.5, lr 0.1)", "isoloss", "isoloss_noema"),
+        ("DirectPred, cosine loss, ρ 0.5, lr 0.1", None, "directpred_noema_iso"),
     ]
     lines = [
         "| predictor | EMA kNN | EMA linear | no-EMA kNN | no-EMA linear |",
         "|---|---|---|---|---|",
     ]
     for label, ema, noema in rows:
+        left = f"{fmt(ema, 'knn')} | {fmt(ema, 'linear')}" if ema else "– | –"
         right = f"{fmt(noema, 'knn')} | {fmt(noema, 'linear')}" if noema else "– | –"
-        lines.append(f"| {label} | {fmt(ema, 'knn')} | {fmt(ema, 'linear')} | {right} |")
+        lines.append(f"| {label} | {left} | {right} |")
     lines.append(f"| random network (not trained) | {fmt(RANDOM, 'knn')} | {fmt(RANDOM, 'linear')} | | |")
     return "\n".join(lines)
 
@@ -498,6 +510,26 @@ CLAIMS = (
     ("DirectCopy vs DirectPred (EMA; sign not claimed)", "directcopy", "directpred", 0),
     ("EMA vs no EMA for DirectPred (sign not claimed)", "directpred", "directpred_noema", 0),
     ("Learned features above a random network (DirectPred, EMA)", "directpred", RANDOM, 1),
+    (
+        "IsoLoss prevents the no-EMA collapse (IsoLoss > cosine, no EMA)",
+        "isoloss_noema",
+        "directpred_noema",
+        1,
+    ),
+    ("IsoLoss without EMA above a random network", "isoloss_noema", RANDOM, 1),
+    (
+        "Cosine DirectPred without EMA at ρ 0.5, lr 0.1 above a random network",
+        "directpred_noema_iso",
+        RANDOM,
+        1,
+    ),
+    (
+        "IsoLoss vs cosine loss, no EMA, both at ρ 0.5, lr 0.1 (sign not claimed)",
+        "isoloss_noema",
+        "directpred_noema_iso",
+        0,
+    ),
+    ("IsoLoss vs cosine loss, EMA (sign not claimed)", "isoloss", "directpred", 0),
 )
 
 
@@ -547,6 +579,109 @@ def claims_table(checked: Sequence[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
+#: The label-free metrics a run can select its checkpoint by (``spectral.select_by``; docs/spectral.md).
+SELECTORS = ("rankme", "lidar", "lidar_proj")
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman's rank correlation (average ranks for ties); nan below 3 points."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if len(a) >= 3 else float("nan")
+
+
+def selection(records: Sequence[dict]) -> dict[str, Any]:
+    """How a label-free metric's choice compares with kNN accuracy's (issue: label-free selection).
+
+    * **checkpoint** (within a run): the epoch with the highest metric against the epoch with the highest
+      tracked kNN (5,000 training / 2,000 test images); ``lost`` = kNN(best epoch) − kNN(picked epoch).
+    * **run** (across the trained cells of one seed, hyper-parameter selection as in the RankMe paper):
+      Spearman's ρ between the metric at the last epoch and the test kNN; the cell the metric picks and
+      the test-kNN points it loses against the best cell.
+    """
+    trained = [r for r in records if r["cell"] != RANDOM and r.get("label_free_by_epoch")]
+    out: dict[str, Any] = {"checkpoint": {}, "run": {}}
+    for metric in SELECTORS:
+        rows = []
+        for r in trained:
+            knn = dict((int(e), v) for e, v in r["knn_by_epoch"])
+            scores = {int(m["epoch"]): m[metric] for m in r["label_free_by_epoch"] if np.isfinite(m[metric])}
+            if not scores:
+                continue
+            picked = max(scores, key=scores.get)
+            best = max(knn, key=knn.get)
+            rows.append(
+                {
+                    "cell": r["cell"],
+                    "seed": r["seed"],
+                    "picked": picked,
+                    "best": best,
+                    "lost": knn[best] - knn[picked],
+                }
+            )
+        if rows:
+            lost = [row["lost"] for row in rows]
+            out["checkpoint"][metric] = {
+                "runs": len(rows),
+                "same_epoch": sum(row["picked"] == row["best"] for row in rows),
+                "mean_lost": float(np.mean(lost)),
+                "max_lost": float(np.max(lost)),
+                "rows": rows,
+            }
+        per_seed = []
+        for seed in sorted({r["seed"] for r in trained}):
+            cells = [r for r in trained if r["seed"] == seed]
+            final = [r["label_free_by_epoch"][-1][metric] for r in cells]
+            if len(cells) < 3 or not all(np.isfinite(final)):
+                continue
+            knn = [r["knn"] for r in cells]
+            picked = cells[int(np.argmax(final))]
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "cells": len(cells),
+                    "spearman": _spearman(final, knn),
+                    "picked": picked["cell"],
+                    "best": cells[int(np.argmax(knn))]["cell"],
+                    "lost": max(knn) - picked["knn"],
+                }
+            )
+        if per_seed:
+            out["run"][metric] = per_seed
+    return out
+
+
+def selection_tables(chosen: dict[str, Any]) -> str:
+    """Markdown of :func:`selection`."""
+    names = {
+        "rankme": "RankMe (representations)",
+        "lidar": "LiDAR (representations)",
+        "lidar_proj": "LiDAR (projector outputs)",
+    }
+    lines = [
+        "| metric | runs | picks kNN's epoch | kNN points lost, mean | worst |",
+        "|---|---|---|---|---|",
+    ]
+    for metric, c in chosen["checkpoint"].items():
+        lines.append(
+            f"| {names[metric]} | {c['runs']} | {c['same_epoch']} | {c['mean_lost']:.1f} | "
+            f"{c['max_lost']:.1f} |"
+        )
+    lines += [
+        "",
+        "| metric | seed | cells | Spearman ρ (final metric, test kNN) | picks | kNN's best "
+        "| test kNN lost |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for metric, rows in chosen["run"].items():
+        for row in rows:
+            lines.append(
+                f"| {names[metric]} | {row['seed']} | {row['cells']} | {row['spearman']:+.2f} | "
+                f"{row['picked']} | {row['best']} | {row['lost']:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def render(report: dict[str, Any]) -> str:
     """The Markdown report."""
     p, m = report["protocol"], report["machine"]
@@ -577,8 +712,10 @@ def render(report: dict[str, Any]) -> str:
         f"128 features), **not the paper's ResNet-18**; projector 512 → {p['proj_output_dim']}. "
         f"Pretraining on {subset} CIFAR-10 training images at {p['size']}×{p['size']}, "
         f"epochs: {p['epochs']}, batch {p['batch_size']}, SGD lr {p['lr']} × batch/256, "
-        "momentum 0.9, wd 4e-4, warm-up cosine schedule, EMA τ = 0.99; DirectPred/DirectCopy "
-        "ρ = 0.3, ε = 0.1, freq = 1. Augmentation: random resized crop "
+        "momentum 0.9, wd 4e-4, warm-up cosine schedule, EMA τ = 0.99; DirectPred ρ = 0.3, ε = 0.1, "
+        "DirectCopy its defaults ρ = 0.5, ε = 0.3, both freq = 1; the IsoLoss no-EMA cells and "
+        "`directpred_noema_iso` use the IsoLoss code's no-EMA settings ρ = 0.5, SGD lr 0.1 × batch/256 "
+        "(docs/losses.md). Augmentation: random resized crop "
         f"(area ≥ {p['min_scale']}), flip, colour jitter, grayscale. Probes on the frozen "
         "backbone, all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the "
         "training images, and a logistic-regression linear probe. Top-1 %, mean ± std over seeds "
@@ -594,15 +731,31 @@ def render(report: dict[str, Any]) -> str:
         claims_table(report["claims_linear"], "linear probe"),
         "",
     ]
+    chosen = report.get("selection") or {"checkpoint": {}, "run": {}}
+    if chosen["checkpoint"] or chosen["run"]:
+        lines += [
+            "Label-free selection. Within a run, the epoch a metric picks (its maximum; "
+            "`spectral.select_by`) against the epoch kNN picks, kNN on the tracked 5,000 training / "
+            "2,000 test images. Across the trained cells of a seed, the metric at the last epoch against "
+            "the test kNN (hyper-parameter selection, as in the RankMe paper). RankMe on 5,000 un-augmented "
+            "training images, LiDAR on 4 augmented views of 1,000 of them grouped by image.",
+            "",
+            selection_tables(chosen),
+            "",
+        ]
     tracked = [r for r in records if r.get("knn_by_epoch")]
     if tracked:
         lines += [
             "Calibration trace: kNN on fixed 5,000 training / 2,000 test images at the end of each epoch "
-            "(epoch: %; epoch 0 = the random network):",
+            "(epoch: %; epoch 0 = the random network; RankMe of the representations in brackets):",
             "",
         ]
         for r in tracked:
-            trace = ", ".join(f"{e}: {v:.1f}" for e, v in r["knn_by_epoch"])
+            rankme = {m["epoch"]: m["rankme"] for m in r.get("label_free_by_epoch", [])}
+            trace = ", ".join(
+                f"{e}: {v:.1f}" + (f" (RankMe {rankme[e]:.0f})" if e in rankme else "")
+                for e, v in r["knn_by_epoch"]
+            )
             lines.append(f"- {r['cell']} seed {r['seed']}: {trace}")
         lines.append("")
     return "\n".join(lines)
@@ -622,6 +775,7 @@ def write_report(out: Path, protocol: Protocol, command: str) -> dict[str, Any]:
         "summary": summary,
         "claims_knn": claims(summary, "knn"),
         "claims_linear": claims(summary, "linear"),
+        "selection": selection(records),
     }
     (out / "cifar10_cpu.json").write_text(json.dumps(report, indent=2))
     (out / "cifar10_cpu.md").write_text(render(report))
@@ -721,7 +875,9 @@ def write_run_args(checkpoint: Path, record: dict) -> None:
 
     protocol = Protocol(**{**record["protocol"], "seeds": tuple(record["protocol"]["seeds"])})
     variant = VARIANTS[record["cell"]]
-    cfg = accuracy.compose_cfg([f"method={variant.method}", *variant.overrides, *cell_overrides(variant, protocol)])
+    cfg = accuracy.compose_cfg(
+        [f"method={variant.method}", *variant.overrides, *cell_overrides(variant, protocol)]
+    )
     args = OmegaConf.to_container(cfg, resolve=True)
     args["data"] = {
         "dataset": "cifar10",

@@ -221,3 +221,36 @@ def test_gpu_script_runs_end_to_end_on_the_cpu(tmp_path):
     assert result["epochs"] == 2 and Path(result["checkpoint"]).is_file()
     assert 0 <= result["knn"] <= 100
     assert "| directpred | 2 |" in (out / "cifar10_gpu.md").read_text()
+
+
+def _tracked(cell, seed, knn, knn_by_epoch, rankme_by_epoch):
+    record = _record(cell, seed, knn, knn, {})
+    record["knn_by_epoch"] = [[e, v] for e, v in enumerate(knn_by_epoch, start=1)]
+    record["label_free_by_epoch"] = [
+        {"epoch": e, "rankme": r, "lidar": r, "lidar_proj": float("nan")}
+        for e, r in enumerate(rankme_by_epoch, start=1)
+    ]
+    return record
+
+
+def test_label_free_selection_against_knn():
+    records = [
+        # RankMe peaks at epoch 2 where kNN is 40, kNN peaks at epoch 3 (45): 5 points lost
+        _tracked("directpred", 0, 50.0, [30, 40, 45], [10, 30, 20]),
+        # both peak at epoch 3: nothing lost
+        _tracked("linear", 0, 48.0, [30, 35, 42], [10, 20, 30]),
+        # a collapsed run: its RankMe is the lowest, so is its test kNN
+        _tracked("directpred_noema", 0, 20.0, [25, 22, 21], [5, 3, 2]),
+        {**_record(cifar_cpu.RANDOM, 0, 30.0, 30.0, {}), "label_free_by_epoch": [{"epoch": 0, "rankme": 99}]},
+    ]
+    chosen = cifar_cpu.selection(records)
+    rankme = chosen["checkpoint"]["rankme"]
+    assert (rankme["runs"], rankme["same_epoch"]) == (3, 2)  # linear at epoch 3, the collapsed run at 1
+    assert rankme["mean_lost"] == pytest.approx(5 / 3) and rankme["max_lost"] == 5
+    assert "lidar_proj" not in chosen["checkpoint"]  # nan everywhere: no choice, not a zero
+    (across,) = chosen["run"]["rankme"]
+    # final RankMe (20, 30, 2) vs test kNN (50, 48, 20): ranks (2, 3, 1) vs (3, 2, 1): ρ = 1 − 6·2/24 = 0.5
+    assert across["spearman"] == pytest.approx(0.5)
+    assert (across["picked"], across["best"], across["lost"]) == ("linear", "directpred", 2.0)
+    text = cifar_cpu.selection_tables(chosen)
+    assert "| RankMe (representations) | 3 | 2 | 1.7 | 5.0 |" in text
