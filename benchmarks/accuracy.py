@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import nn
 
 BYOL_KEYS = ("~method_kwargs.rho", "~method_kwargs.eps", "~method_kwargs.freq")
-NONE_PREDICTOR = ("+method_kwargs.predictor=none",)
+NONE_PREDICTOR = ("method_kwargs.predictor=none",)
 SMALL_CNN = "small_cnn"
 
 
@@ -90,7 +90,7 @@ GRID: tuple[Variant, ...] = tuple(
         "linear, symmetric",
         "linear_pred",
         "linear_pred_noema",
-        ["+method_kwargs.symmetric=true"],
+        ["method_kwargs.symmetric=true"],
     )
     + _pair(
         "mlp",

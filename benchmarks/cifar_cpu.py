@@ -59,14 +59,14 @@ LOSS_VARIANTS: dict[str, accuracy.Variant] = {
     v.key: v
     for v in (
         accuracy.Variant(
-            "isoloss", "DirectPred + IsoLoss", True, "directpred", ("+method_kwargs.loss=isoloss",)
+            "isoloss", "DirectPred + IsoLoss", True, "directpred", ("method_kwargs.loss=isoloss",)
         ),
         accuracy.Variant(
             "isoloss_noema",
             "DirectPred + IsoLoss",
             False,
             "directpred_noema",
-            ("+method_kwargs.loss=isoloss", *ISOLOSS_NOEMA),
+            ("method_kwargs.loss=isoloss", *ISOLOSS_NOEMA),
         ),
         accuracy.Variant(
             "directpred_noema_iso",

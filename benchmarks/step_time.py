@@ -60,7 +60,7 @@ CONTENDERS: tuple[Contender, ...] = (
     Contender("linear_pred", "linear_pred"),
     Contender("directpred_noema", "directpred_noema"),
     Contender(
-        "directpred + spectral", "directpred", ("spectral.enabled=true", "+spectral.plot_every_n_epochs=0")
+        "directpred + spectral", "directpred", ("spectral.enabled=true", "spectral.plot_every_n_epochs=0")
     ),
 )
 BASELINE = "byol (upstream)"
@@ -77,7 +77,7 @@ def build(contender: Contender, backbone: str, batch_size: int, size: int, spect
         f"augmentations.0.crop_size={size}",
         "max_epochs=1",
         "spectral.enabled=false",
-        f"+spectral.dirpath={spectral_dir}",
+        f"spectral.dirpath={spectral_dir}",
         *contender.overrides,
     ]
     cfg = compose_cfg(overrides)

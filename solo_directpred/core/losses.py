@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: The values of ``method_kwargs.loss``; the IsoLoss forms need a symmetric PSD (analytic) W_p.
-LOSSES = ("cosine", "euclidean", "isoloss", "isoloss_euclidean")
-ISOLOSSES = ("isoloss", "isoloss_euclidean")
+from solo_directpred.core.schema import ISOLOSSES, LOSSES  # the IsoLoss forms need an analytic W_p
+
 _NORM_EPS = 1e-8  # as F.cosine_similarity: keeps a zero vector from dividing by zero
 
 

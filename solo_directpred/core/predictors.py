@@ -20,9 +20,9 @@ from torch import Tensor, nn
 
 from solo_directpred.core.correlation import RunningCorrelation, distributed_world
 from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenvalue
+from solo_directpred.core.schema import SOLVERS
 
 Solver = Literal["eigh", "newton_schulz", "power", "auto"]
-SOLVERS = ("eigh", "newton_schulz", "power", "auto")
 P_MIN = 1e-4  # floor of the predictor eigenvalues (paper code's clamp)
 _EIGH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Largest relative residual of the Lanczos estimate of λ_max accepted by the matmul-only solvers; above it

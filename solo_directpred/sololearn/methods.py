@@ -28,6 +28,7 @@ steps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import omegaconf
@@ -39,33 +40,26 @@ from solo.utils.momentum import initialize_momentum_params
 from torch import nn
 
 from solo_directpred.core import SOLVERS, AnalyticPredictor, IdentityPredictor, LinearPredictor
-from solo_directpred.core.losses import ISOLOSSES, LOSSES, symmetric_prediction_loss
+from solo_directpred.core.losses import symmetric_prediction_loss
+from solo_directpred.core.schema import (
+    ISOLOSSES,
+    KIND_DEFAULTS,
+    LOSSES,
+    PREDICTOR_KINDS,
+    PROJECTOR_KEYS,
+    AnalyticSettings,
+    LinearSettings,
+    PredictorSettings,
+)
 
-PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear", "none")
-
-#: Defaults per predictor kind (paper §4–5; DirectCopy's ρ/ε from its public reimplementations).
-ANALYTIC_DEFAULTS: dict[str, dict[str, Any]] = {
-    "directpred": {"alpha": 0.5, "eps": 0.1, "rho": 0.3, "solver": "eigh"},
-    "directcopy": {"alpha": 1.0, "eps": 0.3, "rho": 0.5, "solver": "power"},
-    "directset": {"alpha": 0.5, "eps": 0.1, "rho": 0.3, "solver": "eigh"},
-}
+#: Defaults per predictor kind and the kind-free ones: owned by :mod:`solo_directpred.core.schema`.
+ANALYTIC_DEFAULTS = KIND_DEFAULTS
 COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
-    "freq": 1,
-    "normalize": True,
-    "offset": None,
-    "center": False,
-    "eigh_dtype": "float32",
-    "ns_iters": 24,
-    "power_iters": 24,
-    "trainable": False,
+    key: value for key, value in asdict(AnalyticSettings()).items() if key not in KIND_DEFAULTS["directpred"]
 }
-LINEAR_DEFAULTS: dict[str, Any] = {
-    "bias": False,
-    "symmetric": False,
-    "lr_multiplier": 1.0,
-    "weight_decay": None,
-    "init": "random",
-}
+LINEAR_DEFAULTS: dict[str, Any] = asdict(LinearSettings())
+#: Every key the plugin's methods accept in ``method_kwargs``.
+METHOD_KWARGS = (*PROJECTOR_KEYS, *PredictorSettings.keys())
 SPECTRAL_DEFAULTS: dict[str, Any] = {"enabled": True}
 
 
@@ -93,7 +87,14 @@ def _is_number(value: Any) -> bool:
 def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omegaconf.DictConfig:
     """Fill the predictor defaults of ``cfg.method_kwargs`` and check every value (raises ConfigError)."""
     kw = cfg.method_kwargs
-    for key in ("proj_hidden_dim", "proj_output_dim"):
+    unknown = sorted(set(kw) - set(METHOD_KWARGS) - {"pred_hidden_dim"})  # pred_hidden_dim: error below
+    if unknown:
+        _fail(
+            f"method_kwargs.{unknown[0]}",
+            kw[unknown[0]],
+            f"not a key of the plugin's methods; the keys are {', '.join(METHOD_KWARGS)}",
+        )
+    for key in PROJECTOR_KEYS:
         if OmegaConf.is_missing(kw, key) or key not in kw:
             _fail(f"method_kwargs.{key}", None, "required, a positive integer")
         if not _is_int(kw[key]) or kw[key] < 1:

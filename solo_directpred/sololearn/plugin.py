@@ -55,9 +55,11 @@ def register() -> None:
 
     from solo_directpred.sololearn.backbones import solo_backbone
     from solo_directpred.sololearn.methods import METHOD_TABLE
+    from solo_directpred.sololearn.schema import register_nodes
     from solo_directpred.zoo.models import register_builder
 
     register_builder(solo_backbone)
+    register_nodes()
 
     for name, (cls, _) in METHOD_TABLE.items():
         METHODS[name] = cls

@@ -50,6 +50,7 @@ import os
 import random
 import shutil
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
+from solo_directpred.core.schema import PreemptionSettings
+
 #: Defaults of the ``preemption`` config section.
-PREEMPTION_DEFAULTS: dict[str, Any] = {"on_sigterm": True, "every_n_steps": 1000}
+PREEMPTION_DEFAULTS: dict[str, Any] = asdict(PreemptionSettings())
 #: Sub-folder of upstream's run folder that holds the latest preemption checkpoint.
 FOLDER = "preempted"
 

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,32 +31,21 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from solo_directpred.core.schema import AlarmSettings, SpectralSettings
 from solo_directpred.spectral import alarm
 from solo_directpred.spectral.loggers import log_histograms, log_image, read_png
 from solo_directpred.spectral.metrics import SpectralSnapshot, rankme, spectral_snapshot
 from solo_directpred.spectral.records import PLOT_FILE, RECORDS_FILE, RecordWriter, make_record, write_meta
 
+#: The defaults of every setting (:class:`~solo_directpred.core.schema.SpectralSettings` owns them).
+DEFAULTS = SpectralSettings()
 #: Keys accepted by :meth:`SpectralMonitor.from_config`, and under its ``alarm`` section.
-CONFIG_KEYS = (
-    "enabled",
-    "every_n_steps",
-    "buffer_size",
-    "plot_every_n_epochs",
-    "dirpath",
-    "output_key",
-    "plot_in_background",
-    "min_plot_interval_s",
-    "lidar",
-    "rankme_samples",
-    "log_panels",
-    "select_by",
-    "alarm",
-)
-ALARM_KEYS = ("rankme_min", "zstd_min", "stop")
+CONFIG_KEYS = SpectralSettings.keys()
+ALARM_KEYS = tuple(asdict(AlarmSettings()))
 #: Metrics a run can keep its best checkpoint by (``select_by``); higher is better for each.
 SELECTION_METRICS = ("lidar", "rankme", "rankme_repr", "rankme_proj")
 #: Rows of representations for the epoch-end RankMe: the sample count of the RankMe paper (§4).
-RANKME_SAMPLES = 25_600
+RANKME_SAMPLES = DEFAULTS.rankme_samples
 #: Seconds :meth:`SpectralMonitor.on_train_end` waits for a background redraw before drawing the last one.
 PLOT_WAIT_S = 120.0
 #: The tag of the panels in image-capable loggers.
@@ -212,20 +202,20 @@ class SpectralMonitor(Callback):
 
     def __init__(
         self,
-        every_n_steps: int = 100,
-        buffer_size: int = 2048,
-        plot_every_n_epochs: int = 1,
-        rankme_min: float | str | None = alarm.AUTO,
-        zstd_min: float | str | None = alarm.AUTO,
-        stop_on_collapse: bool = False,
-        dirpath: str | os.PathLike | None = None,
-        output_key: str = "z",
-        plot_in_background: bool = True,
-        min_plot_interval_s: float = 300.0,
-        lidar: bool = True,
-        rankme_samples: int = RANKME_SAMPLES,
-        log_panels: bool = True,
-        select_by: str | None = None,
+        every_n_steps: int = DEFAULTS.every_n_steps,
+        buffer_size: int = DEFAULTS.buffer_size,
+        plot_every_n_epochs: int = DEFAULTS.plot_every_n_epochs,
+        rankme_min: float | str | None = DEFAULTS.alarm.rankme_min,
+        zstd_min: float | str | None = DEFAULTS.alarm.zstd_min,
+        stop_on_collapse: bool = DEFAULTS.alarm.stop,
+        dirpath: str | os.PathLike | None = DEFAULTS.dirpath,
+        output_key: str = DEFAULTS.output_key,
+        plot_in_background: bool = DEFAULTS.plot_in_background,
+        min_plot_interval_s: float = DEFAULTS.min_plot_interval_s,
+        lidar: bool = DEFAULTS.lidar,
+        rankme_samples: int = DEFAULTS.rankme_samples,
+        log_panels: bool = DEFAULTS.log_panels,
+        select_by: str | None = DEFAULTS.select_by,
     ) -> None:
         super().__init__()
         self.every_n_steps = _check_int("every_n_steps", every_n_steps, 1)
@@ -279,24 +269,9 @@ class SpectralMonitor(Callback):
     ) -> SpectralMonitor | None:
         """Build the monitor from a solo-learn style config section; None when ``enabled`` is false.
 
-        Keys (all optional; defaults as in the constructor)::
-
-            enabled: true            # false: no monitor (returns None)
-            every_n_steps: 100
-            buffer_size: 2048
-            plot_every_n_epochs: 1   # 0: no PNG during training
-            plot_in_background: true
-            min_plot_interval_s: 300  # skip epoch-end redraws closer together than this
-            dirpath: null            # null: <log_dir>/spectral
-            output_key: z
-            lidar: true              # LiDAR at each measurement (views grouped by image index)
-            rankme_samples: 25600    # epoch-end RankMe of representations and projections; 0: off
-            log_panels: true         # panels and spectra to TensorBoard / W&B
-            select_by: null          # lidar | rankme | rankme_repr | rankme_proj: keep the best checkpoint
-            alarm:
-              rankme_min: auto       # auto: max(1.5, 0.05·d); a number; null: off
-              zstd_min: auto         # auto: 0.15/√d; a number; null: off
-              stop: false            # true: stop the run on an alarm
+        Keys (all optional): those of :class:`~solo_directpred.core.schema.SpectralSettings`, which holds
+        their defaults, with the alarm's under ``alarm`` (``rankme_min``, ``zstd_min``, ``stop``);
+        ``enabled: false`` returns None. docs/spectral.md describes each.
 
         Args:
             cfg_section: a mapping (dict or OmegaConf ``DictConfig``), or None for all defaults.
@@ -309,7 +284,7 @@ class SpectralMonitor(Callback):
         if not isinstance(section, Mapping):
             raise ValueError(f"{prefix} = {section!r} is not allowed: expected a mapping of settings")
         _check_keys(section, CONFIG_KEYS, prefix)
-        if not _check_bool(f"{prefix}.enabled", section.get("enabled", True)):
+        if not _check_bool(f"{prefix}.enabled", section.get("enabled", DEFAULTS.enabled)):
             return None
         settings = section.get("alarm")
         settings = {} if settings is None else settings
@@ -319,7 +294,7 @@ class SpectralMonitor(Callback):
                 f"{', '.join(ALARM_KEYS)}"
             )
         _check_keys(settings, ALARM_KEYS, f"{prefix}.alarm")
-        output_key = section.get("output_key", "z")
+        output_key = section.get("output_key", DEFAULTS.output_key)
         if not isinstance(output_key, str) or not output_key:
             raise ValueError(
                 f"{prefix}.output_key = {output_key!r} is not allowed: expected a non-empty string"
@@ -334,27 +309,36 @@ class SpectralMonitor(Callback):
                 f"{', '.join(SELECTION_METRICS)} or null"
             )
         options = dict(
-            every_n_steps=_check_int(f"{prefix}.every_n_steps", section.get("every_n_steps", 100), 1),
-            buffer_size=_check_int(f"{prefix}.buffer_size", section.get("buffer_size", 2048), 2),
+            every_n_steps=_check_int(
+                f"{prefix}.every_n_steps", section.get("every_n_steps", DEFAULTS.every_n_steps), 1
+            ),
+            buffer_size=_check_int(
+                f"{prefix}.buffer_size", section.get("buffer_size", DEFAULTS.buffer_size), 2
+            ),
             plot_every_n_epochs=_check_int(
-                f"{prefix}.plot_every_n_epochs", section.get("plot_every_n_epochs", 1), 0
+                f"{prefix}.plot_every_n_epochs",
+                section.get("plot_every_n_epochs", DEFAULTS.plot_every_n_epochs),
+                0,
             ),
             rankme_min=alarm.check_setting(
-                f"{prefix}.alarm.rankme_min", settings.get("rankme_min", alarm.AUTO)
+                f"{prefix}.alarm.rankme_min", settings.get("rankme_min", DEFAULTS.alarm.rankme_min)
             ),
-            zstd_min=alarm.check_setting(f"{prefix}.alarm.zstd_min", settings.get("zstd_min", alarm.AUTO)),
-            stop_on_collapse=_check_bool(f"{prefix}.alarm.stop", settings.get("stop", False)),
+            zstd_min=alarm.check_setting(
+                f"{prefix}.alarm.zstd_min", settings.get("zstd_min", DEFAULTS.alarm.zstd_min)
+            ),
+            stop_on_collapse=_check_bool(f"{prefix}.alarm.stop", settings.get("stop", DEFAULTS.alarm.stop)),
             dirpath=dirpath,
             output_key=output_key,
             plot_in_background=_check_bool(
-                f"{prefix}.plot_in_background", section.get("plot_in_background", True)
+                f"{prefix}.plot_in_background", section.get("plot_in_background", DEFAULTS.plot_in_background)
             ),
             min_plot_interval_s=_check_seconds(
-                f"{prefix}.min_plot_interval_s", section.get("min_plot_interval_s", 300.0)
+                f"{prefix}.min_plot_interval_s",
+                section.get("min_plot_interval_s", DEFAULTS.min_plot_interval_s),
             ),
-            lidar=_check_bool(f"{prefix}.lidar", section.get("lidar", True)),
+            lidar=_check_bool(f"{prefix}.lidar", section.get("lidar", DEFAULTS.lidar)),
             rankme_samples=_check_int(
-                f"{prefix}.rankme_samples", section.get("rankme_samples", RANKME_SAMPLES), 0
+                f"{prefix}.rankme_samples", section.get("rankme_samples", DEFAULTS.rankme_samples), 0
             ),
             log_panels=_check_bool(f"{prefix}.log_panels", section.get("log_panels", True)),
         )

@@ -58,7 +58,7 @@ def overrides(method: str) -> list[str]:
         "devices='2'",
         "strategy=ddp",
         "method_kwargs.proj_output_dim=8",
-        "+method_kwargs.eigh_dtype=float64",
+        "method_kwargs.eigh_dtype=float64",
         f"+accumulate_grad_batches={ACCUMULATE}",
     ]
 

@@ -79,7 +79,7 @@ def test_four_micro_batches_are_one_optimizer_step_of_the_predictor(method):
             f"method={method}",
             "spectral.enabled=false",
             "method_kwargs.freq=2",
-            "+method_kwargs.eigh_dtype=float64",
+            "method_kwargs.eigh_dtype=float64",
             # d = 8 < the 16 rows of a step: a full-rank F̂, whose W_p = F̂^α is well conditioned
             "method_kwargs.proj_output_dim=8",
             f"+accumulate_grad_batches={k}",
@@ -110,7 +110,7 @@ def test_bf16_true_keeps_statistics_and_weight_in_float32():
 
     from tests.sololearn.helpers import compose_pretrain_cfg
 
-    cfg = compose_pretrain_cfg(["spectral.enabled=false", "+method_kwargs.eigh_dtype=float64"])
+    cfg = compose_pretrain_cfg(["spectral.enabled=false", "method_kwargs.eigh_dtype=float64"])
     model = METHODS["directpred"](cfg)
     recorder = _recorder()
     _fit(model, micro_batches=2, batch_size=4, accumulate=1, callbacks=[recorder], precision="bf16-true")

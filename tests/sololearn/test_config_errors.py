@@ -19,7 +19,7 @@ CASES = [
     ("directpred", "method_kwargs.freq=2.5", "method_kwargs.freq=2.5 is invalid"),
     (
         "directpred",
-        "+method_kwargs.predictor=mlp",
+        "method_kwargs.predictor=mlp",
         "method_kwargs.predictor='mlp' is invalid: must be one of ('directpred', 'directcopy', 'directset', 'linear', 'none')",
     ),
     (
@@ -34,45 +34,51 @@ CASES = [
     ),
     (
         "directpred",
-        "+method_kwargs.alpha=1.0",
+        "method_kwargs.alpha=1.0",
         "method_kwargs.alpha=1.0 is invalid: the 'directpred' predictor has alpha=0.5",
     ),
     (
         "directpred",
-        "+method_kwargs.solver=svd",
+        "method_kwargs.solver=svd",
         "method_kwargs.solver='svd' is invalid: must be one of ('eigh', 'newton_schulz', 'power', 'auto')",
     ),
     (
         "directpred",
-        "+method_kwargs.solver=power",
+        "method_kwargs.solver=power",
         "method_kwargs.solver='power' is invalid: 'power' needs alpha=1",
     ),
     (
         "directcopy",
-        "+method_kwargs.solver=newton_schulz",
+        "method_kwargs.solver=newton_schulz",
         "method_kwargs.solver='newton_schulz' is invalid: 'newton_schulz' needs alpha=0.5",
     ),
     (
         "directpred",
-        "+method_kwargs.eigh_dtype=float16",
+        "method_kwargs.eigh_dtype=float16",
         "method_kwargs.eigh_dtype='float16' is invalid: must be 'float32' or 'float64'",
     ),
     (
         "directpred",
-        "+method_kwargs.offset=0.1,+method_kwargs.predictor=directset,+method_kwargs.alpha=1.0",
+        "method_kwargs.offset=0.1,method_kwargs.predictor=directset,method_kwargs.alpha=1.0",
         "method_kwargs.offset=0.1 is invalid: must be null or a number, and needs alpha=0.5",
     ),
     (
         "linear_pred",
-        "+method_kwargs.lr_multiplier=0",
+        "method_kwargs.lr_multiplier=0",
         "method_kwargs.lr_multiplier=0 is invalid: the predictor's relative learning rate alpha_p must be > 0",
     ),
     (
         "linear_pred_noema",
-        "+method_kwargs.symmetric=maybe",
+        "method_kwargs.symmetric=maybe",
         "method_kwargs.symmetric='maybe' is invalid: must be true or false",
     ),
-    ("linear_pred", "+method_kwargs.weight_decay=-1", "method_kwargs.weight_decay=-1 is invalid"),
+    ("linear_pred", "method_kwargs.weight_decay=-1", "method_kwargs.weight_decay=-1 is invalid"),
+    (
+        "directcopy",
+        "+method_kwargs.solverr=eigh",
+        "method_kwargs.solverr='eigh' is invalid: not a key of the plugin's methods; the keys are "
+        "proj_hidden_dim, proj_output_dim, predictor, loss, alpha, eps, rho, solver, freq,",
+    ),
     (
         "directpred",
         "spectral.enabled=sometimes",

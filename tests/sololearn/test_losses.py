@@ -26,7 +26,7 @@ def _model(method: str, loss: str, *overrides: str):
     from solo.methods import METHODS
 
     torch.manual_seed(0)
-    cfg = _cfg(f"method={method}", f"+method_kwargs.loss={loss}", *overrides)
+    cfg = _cfg(f"method={method}", f"method_kwargs.loss={loss}", *overrides)
     return METHODS[method](cfg)
 
 
@@ -80,15 +80,15 @@ def test_linear_predictor_trains_with_the_euclidean_loss():
     ("overrides", "fragments"),
     [
         (
-            ["+method_kwargs.loss=mse"],
+            ["method_kwargs.loss=mse"],
             ["method_kwargs.loss='mse'", "('cosine', 'euclidean', 'isoloss', 'isoloss_euclidean')"],
         ),
         (
-            ["method=linear_pred", "+method_kwargs.loss=isoloss"],
+            ["method=linear_pred", "method_kwargs.loss=isoloss"],
             ["method_kwargs.loss='isoloss'", "got predictor=linear)", "use loss='cosine' or 'euclidean'"],
         ),
         (
-            ["+method_kwargs.loss=isoloss_euclidean", "+method_kwargs.trainable=true"],
+            ["method_kwargs.loss=isoloss_euclidean", "method_kwargs.trainable=true"],
             ["method_kwargs.loss='isoloss_euclidean'", "predictor=directpred, trainable=true"],
         ),
     ],
@@ -125,8 +125,8 @@ def test_spectral_monitor_and_collapse_alarm_work_unchanged(loss, tmp_path):
         "method_kwargs.eps=0.0",
         "spectral.every_n_steps=1",
         "spectral.buffer_size=64",
-        "+spectral.plot_every_n_epochs=0",
-        "+spectral.alarm.zstd_min=0.9",  # healthy z-std ≈ 1/√64: this threshold must fire
+        "spectral.plot_every_n_epochs=0",
+        "spectral.alarm.zstd_min=0.9",  # healthy z-std ≈ 1/√64: this threshold must fire
     )
     with pytest.warns(CollapseWarning, match=r"spectral/zstd = [-+.e0-9]+ is below alarm.zstd_min = 0.9"):
         trainer = fit_tiny(model, steps=3, default_root_dir=tmp_path)
@@ -168,7 +168,7 @@ def _fit(model, root: Path, stop_after_epoch: int | None = None, ckpt_path: str 
 
 @pytest.mark.parametrize("loss", ["isoloss", "isoloss_euclidean"])
 def test_resume_continues_exactly_as_an_uninterrupted_run(loss, tmp_path):
-    overrides = ("spectral.every_n_steps=1", "spectral.buffer_size=32", "+spectral.plot_every_n_epochs=0")
+    overrides = ("spectral.every_n_steps=1", "spectral.buffer_size=32", "spectral.plot_every_n_epochs=0")
     straight = _model("directpred", loss, *overrides)
     _fit(straight, tmp_path / "straight")
     first = _model("directpred", loss, *overrides)
@@ -186,7 +186,7 @@ def test_resume_continues_exactly_as_an_uninterrupted_run(loss, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("loss", ["isoloss", "euclidean"])
 def test_ddp_ranks_hold_identical_statistics_under_the_loss(loss, tmp_path):
-    ranks = run_ddp_driver("ddp_driver.py", tmp_path, "directpred_noema", f"+method_kwargs.loss={loss}")
+    ranks = run_ddp_driver("ddp_driver.py", tmp_path, "directpred_noema", f"method_kwargs.loss={loss}")
     assert not torch.equal(ranks[0].pop("batch_rows"), ranks[1].pop("batch_rows"))
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key

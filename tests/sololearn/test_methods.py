@@ -10,13 +10,13 @@ pytestmark = [requires_solo, pytest.mark.solo]
 GRID = [
     ("directpred", "directpred", []),
     ("directcopy", "directcopy", []),
-    ("directpred", "directset", ["+method_kwargs.predictor=directset", "+method_kwargs.alpha=0.25"]),
+    ("directpred", "directset", ["method_kwargs.predictor=directset", "method_kwargs.alpha=0.25"]),
     ("linear_pred", "linear", []),
-    ("linear_pred", "linear", ["+method_kwargs.symmetric=true"]),
+    ("linear_pred", "linear", ["method_kwargs.symmetric=true"]),
     ("directpred_noema", "directpred", []),
     ("directcopy_noema", "directcopy", []),
     ("linear_pred_noema", "linear", []),
-    ("linear_pred_noema", "linear", ["+method_kwargs.symmetric=true", "+method_kwargs.lr_multiplier=10.0"]),
+    ("linear_pred_noema", "linear", ["method_kwargs.symmetric=true", "method_kwargs.lr_multiplier=10.0"]),
 ]
 
 
@@ -75,7 +75,7 @@ def test_none_predictor_is_the_identity_and_has_nothing_to_train(method):
     from solo_directpred.core import IdentityPredictor
     from tests.sololearn.helpers import compose_pretrain_cfg, fit_tiny
 
-    cfg = compose_pretrain_cfg([f"method={method}", "+method_kwargs.predictor=none"])
+    cfg = compose_pretrain_cfg([f"method={method}", "method_kwargs.predictor=none"])
     model = METHODS[method](cfg)
     assert isinstance(model.predictor, IdentityPredictor) and cfg.method_kwargs.predictor == "none"
     assert "predictor" not in {g["name"] for g in model.learnable_params}
@@ -92,6 +92,6 @@ def test_none_predictor_refuses_isoloss():
     from solo_directpred.sololearn.methods import ConfigError
     from tests.sololearn.helpers import compose_pretrain_cfg
 
-    cfg = compose_pretrain_cfg(["+method_kwargs.predictor=none", "+method_kwargs.loss=isoloss"])
+    cfg = compose_pretrain_cfg(["method_kwargs.predictor=none", "method_kwargs.loss=isoloss"])
     with pytest.raises(ConfigError, match=r"method_kwargs.loss='isoloss' is invalid: .*got predictor=none"):
         METHODS["directpred"](cfg)

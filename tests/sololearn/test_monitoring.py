@@ -27,7 +27,7 @@ def _fit_and_read(model, tmp_path, steps=3):
     return read_records(jsonl)
 
 
-SPECTRAL = ["spectral.every_n_steps=1", "spectral.buffer_size=64", "+spectral.plot_every_n_epochs=0"]
+SPECTRAL = ["spectral.every_n_steps=1", "spectral.buffer_size=64", "spectral.plot_every_n_epochs=0"]
 
 
 @pytest.mark.parametrize("method", ["byol", "simsiam"])

@@ -145,25 +145,25 @@ def uninterrupted(tmp_path_factory) -> dict:
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_auto_resume_matches_the_uninterrupted_run(uninterrupted, tmp_path):
-    _kill_after(tmp_path, 1, signal.SIGTERM, "+preemption.every_n_steps=0")
+    _kill_after(tmp_path, 1, signal.SIGTERM, "preemption.every_n_steps=0")
     # Lightning finished the batch it was in; the checkpoint written on the signal holds exactly that
     # state: its step is the last one the run recorded, inside the first epoch, with no epoch checkpoint.
     (ckpt,) = _preempted(tmp_path)
     assert _step_of(ckpt) == _last_step(tmp_path) and 1 <= _step_of(ckpt) < BATCHES
     assert not list((tmp_path / "trained_models" / "directpred").glob("*/*-ep=*.ckpt"))
-    out = _run(tmp_path, "+preemption.every_n_steps=0")
+    out = _run(tmp_path, "preemption.every_n_steps=0")
     assert ckpt.name in out  # auto-resume picked the preemption checkpoint
     _assert_identical(_final(tmp_path), uninterrupted)
 
 
 @pytest.mark.slow
 def test_sigkill_then_auto_resume_from_the_periodic_checkpoint_matches(uninterrupted, tmp_path):
-    returncode = _kill_after(tmp_path, 3, signal.SIGKILL, "+preemption.every_n_steps=2")
+    returncode = _kill_after(tmp_path, 3, signal.SIGKILL, "preemption.every_n_steps=2")
     assert returncode == -signal.SIGKILL
     # Only the periodic checkpoint survives; the steps after it were lost and are trained again.
     (ckpt,) = _preempted(tmp_path)
     assert _step_of(ckpt) % 2 == 0 and 2 <= _step_of(ckpt) <= _last_step(tmp_path)
-    out = _run(tmp_path, "+preemption.every_n_steps=2")
+    out = _run(tmp_path, "preemption.every_n_steps=2")
     assert ckpt.name in out
     _assert_identical(_final(tmp_path), uninterrupted)
 

@@ -10,7 +10,7 @@ from tests.conftest import requires_solo
 
 pytestmark = [requires_solo, pytest.mark.solo]
 
-SPECTRAL = ["spectral.every_n_steps=1", "spectral.buffer_size=64", "+spectral.plot_every_n_epochs=0"]
+SPECTRAL = ["spectral.every_n_steps=1", "spectral.buffer_size=64", "spectral.plot_every_n_epochs=0"]
 
 
 def _records(tmp_path):
@@ -27,7 +27,7 @@ def test_symmetric_trained_predictor_is_measured_as_it_is_used(tmp_path):
 
     from tests.sololearn.helpers import compose_pretrain_cfg, fit_tiny
 
-    cfg = compose_pretrain_cfg(["method=linear_pred", "+method_kwargs.symmetric=true", *SPECTRAL])
+    cfg = compose_pretrain_cfg(["method=linear_pred", "method_kwargs.symmetric=true", *SPECTRAL])
     model = METHODS["linear_pred"](cfg)
     fit_tiny(model, steps=3, default_root_dir=tmp_path)
     records = _records(tmp_path)
