@@ -337,18 +337,11 @@ def knn_accuracy(
     k: int = 20,
     temperature: float = 0.07,
 ) -> float:
-    """Weighted cosine kNN: class score Σ_{top-k} exp(cos/T); accuracy in [0, 1].
+    """The package's weighted cosine kNN (:func:`solo_directpred.core.knn.weighted_knn`, the ``knn``
+    command's classifier) as a top-1 accuracy in [0, 1]; test features are processed in chunks."""
+    from solo_directpred.core.knn import weighted_knn
 
-    Args:
-        train_f: (N, D) features, train_y: (N,) labels; test_f: (M, D), test_y: (M,).
-    """
-    num_classes = int(max(train_y.max(), test_y.max())) + 1
-    sims = F.normalize(test_f.float(), dim=1) @ F.normalize(train_f.float(), dim=1).T
-    top, idx = sims.topk(min(k, train_f.shape[0]), dim=1)
-    scores = torch.zeros(test_f.shape[0], num_classes).scatter_add_(
-        1, train_y[idx], (top / temperature).exp()
-    )
-    return (scores.argmax(dim=1) == test_y).float().mean().item()
+    return weighted_knn(train_f, train_y, test_f, test_y, k=k, temperature=temperature)[0] / 100.0
 
 
 def linear_probe_accuracy(
@@ -366,10 +359,11 @@ def linear_probe_accuracy(
 
 
 def effective_rank(features: torch.Tensor) -> float:
-    """exp(entropy) of the normalised singular values of centred features (Roy & Vetterli); 1 = collapse."""
-    s = torch.linalg.svdvals(features.double() - features.double().mean(dim=0))
-    p = s / s.sum().clamp_min(1e-12)
-    return float(torch.exp(-(p * p.clamp_min(1e-30).log()).sum()))
+    """RankMe (:func:`solo_directpred.spectral.metrics.rankme`, the monitor's) of the centred features:
+    the effective rank of their covariance; 1 = collapse."""
+    from solo_directpred.spectral.metrics import rankme
+
+    return rankme(features - features.mean(dim=0))
 
 
 @torch.no_grad()

@@ -210,28 +210,13 @@ class CropCollate(accuracy.TwoViewCollate):
 
 
 # -------------------------------------------------------------------------------------------------- probes
-def knn_chunked(
-    train_f: torch.Tensor,
-    train_y: torch.Tensor,
-    test_f: torch.Tensor,
-    test_y: torch.Tensor,
-    chunk: int = 1000,
-) -> float:
-    """:func:`accuracy.knn_accuracy` over test chunks (a 10,000 × 50,000 similarity matrix is 2 GB)."""
-    correct = 0.0
-    for i in range(0, len(test_y), chunk):
-        acc = accuracy.knn_accuracy(train_f, train_y, test_f[i : i + chunk], test_y[i : i + chunk])
-        correct += acc * len(test_y[i : i + chunk])
-    return correct / len(test_y)
-
-
 def probe(backbone: nn.Module, data: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     """kNN and linear-probe accuracy (%) on the test images, effective rank of their features."""
     start = time.perf_counter()
     train_f = accuracy.extract_features(backbone, data["train_x"], data["mean"], data["std"])
     val_f = accuracy.extract_features(backbone, data["val_x"], data["mean"], data["std"])
     train_y, val_y = torch.from_numpy(data["train_y"]), torch.from_numpy(data["val_y"])
-    knn = knn_chunked(train_f, train_y, val_f, val_y)
+    knn = accuracy.knn_accuracy(train_f, train_y, val_f, val_y)
     lin = accuracy.linear_probe_accuracy(train_f.numpy(), data["train_y"], val_f.numpy(), data["val_y"], seed)
     return {
         "knn": 100 * knn,

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import nn
 
+from solo_directpred.core.knn import KNN_DISTANCES, weighted_knn
 from solo_directpred.sololearn.methods import ConfigError
 
 #: Default settings of the ``knn`` section (upstream ``main_knn.py``'s arguments of the same names).
@@ -46,7 +46,6 @@ KNN_DEFAULTS: dict[str, Any] = {
     "feature_type": ["backbone"],
     "batch_size": 256,
 }
-KNN_DISTANCES = ("cosine", "euclidean")
 KNN_FEATURES = ("backbone", "projector")
 _CHECKPOINT_SUFFIXES = (".ckpt", ".pth", ".pt", ".safetensors")
 #: ``data`` keys an evaluation takes from the ``args.json`` of the run it evaluates (:func:`use_run_data`).
@@ -230,13 +229,25 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     return loader, val_loader
 
 
+#: Upstream's methods that train on a number of large crops other than 2 (its ``main_pretrain.py`` check).
+CROP_FREE_METHODS = ("wmse", "mae")
+
+
 def build_method(cfg: DictConfig) -> nn.Module:
-    """``METHODS[cfg.method](cfg)`` for a parsed cfg; an unknown name lists the registered ones."""
+    """``METHODS[cfg.method](cfg)`` for a parsed cfg, with upstream's pretrain checks: a known method name
+    (an unknown one lists the registered ones) and 2 large crops unless the method is in
+    :data:`CROP_FREE_METHODS`."""
     from solo.methods import METHODS
 
     prepare_solo()
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} is invalid: must be one of {sorted(METHODS)}")
+    crops = OmegaConf.select(cfg, "data.num_large_crops", default=2)
+    if crops != 2 and cfg.method not in CROP_FREE_METHODS:  # upstream main_pretrain's rule
+        raise ConfigError(
+            f"data.num_large_crops={crops!r} is invalid: method {cfg.method!r} compares 2 large crops; "
+            f"only {', '.join(CROP_FREE_METHODS)} take another count"
+        )
     return METHODS[cfg.method](cfg)
 
 
@@ -685,50 +696,6 @@ def extract_features(
             feats["backbone"].append(model(images).float().cpu())
         labels.append(targets)
     return {k: torch.cat(v) for k, v in feats.items() if v}, torch.cat(labels)
-
-
-@torch.no_grad()
-def weighted_knn(
-    train_features: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_features: torch.Tensor,
-    test_labels: torch.Tensor,
-    k: int = 20,
-    temperature: float | None = 0.07,
-    distance: str = "cosine",
-    chunk_size: int = 1024,
-) -> tuple[float, float]:
-    """Weighted k-nearest-neighbour accuracy (%, top-1 and top-5), solo-learn's vote.
-
-    Each test sample scores class c by Σ w_i [y_i = c] over its k nearest training samples: with
-    ``cosine`` (features ℓ2-normalised), similarity s_i = f·g_i and w_i = exp(s_i / T); with
-    ``euclidean``, w_i = 1 / (‖f − g_i‖ + 1e-5). Top-5 counts a hit among the min(5, k) best classes.
-    Features ``(N, D)``, integer labels ``(N,)``. Unlike solo-learn's ``WeightedKNNClassifier``, classes
-    missing from the test split are allowed (its class count comes from the test labels only).
-    """
-    if distance not in KNN_DISTANCES:
-        raise ValueError(f"distance={distance!r} is invalid: must be one of {KNN_DISTANCES}")
-    if distance == "cosine":
-        train_features = F.normalize(train_features.float(), dim=1)
-        test_features = F.normalize(test_features.float(), dim=1)
-    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
-    k = min(k, len(train_labels))
-    top = min(5, k, num_classes)
-    hits1 = hits5 = 0
-    for start in range(0, len(test_labels), chunk_size):
-        features = test_features[start : start + chunk_size]
-        labels = test_labels[start : start + chunk_size]
-        if distance == "cosine":
-            similarity, index = (features @ train_features.T).topk(k, dim=1)
-            weight = (similarity / (temperature or 0.07)).exp()
-        else:
-            similarity, index = (1.0 / (torch.cdist(features.float(), train_features.float()) + 1e-5)).topk(k)
-            weight = similarity
-        scores = torch.zeros(len(labels), num_classes).scatter_add_(1, train_labels[index], weight)
-        ranked = scores.topk(top, dim=1).indices
-        hits1 += (ranked[:, 0] == labels).sum().item()
-        hits5 += (ranked == labels[:, None]).any(dim=1).sum().item()
-    return 100.0 * hits1 / len(test_labels), 100.0 * hits5 / len(test_labels)
 
 
 def run_knn(

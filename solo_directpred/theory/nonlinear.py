@@ -52,20 +52,21 @@ RunSpec = tuple[bool, bool, int]
 
 
 def effective_rank(z: np.ndarray | torch.Tensor) -> np.ndarray:
-    """RankMe effective rank ``exp(−Σ_k q_k log q_k)``, ``q_k = σ_k / Σσ`` of the (…, N, d) features.
+    """RankMe (:func:`solo_directpred.spectral.metrics.rankme`, the monitor's definition) of each (N, d)
+    matrix of the (…, N, d) features.
 
-    The features are used as given (centre them first for a rank of the covariance); the result lies
-    in ``[1, min(N, d)]``: ``k`` for ``k`` equal, orthogonal directions, 1 when all rows are parallel.
-    A feature matrix with a non-finite entry (a diverged run) gets ``nan``.
+    The features are used as given (centre them first for a rank of the covariance); the result lies in
+    ``[1, min(N, d)]`` up to RankMe's ε: ``k`` for ``k`` equal, orthogonal directions, 1 when all rows are
+    parallel. A feature matrix with a non-finite entry (a diverged run) gets ``nan``.
     """
     import torch
 
+    from solo_directpred.spectral.metrics import rankme
+
     z = torch.as_tensor(z, dtype=torch.float64)
-    finite = torch.isfinite(z).flatten(-2).all(-1)
-    s = torch.linalg.svdvals(torch.where(finite[..., None, None], z, torch.zeros_like(z)))
-    q = s / s.sum(-1, keepdim=True).clamp_min(1e-30)
-    rank = torch.exp(-(q * torch.log(q.clamp_min(1e-30))).sum(-1))
-    return torch.where(finite, rank, torch.nan).numpy()
+    flat = z.reshape(-1, *z.shape[-2:])
+    ranks = [rankme(m) if bool(torch.isfinite(m).all()) else math.nan for m in flat]
+    return np.array(ranks, dtype=np.float64).reshape(z.shape[:-2])
 
 
 def byol_loss(p: torch.Tensor, target: torch.Tensor, loss: str = "cosine") -> torch.Tensor:

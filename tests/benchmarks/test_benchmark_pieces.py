@@ -37,7 +37,8 @@ def test_linear_probe_separates_separable_data_and_not_random_labels():
 def test_effective_rank_counts_equal_orthogonal_directions(k):
     eye = torch.eye(16)[:k]
     features = torch.cat([eye, -eye]) * 3.0  # centred, k equal singular values
-    assert accuracy.effective_rank(features) == pytest.approx(k, rel=1e-6)
+    # RankMe's ε = 1e-7 on each of the 16 normalised singular values moves it by < 1e-4
+    assert accuracy.effective_rank(features) == pytest.approx(k, rel=1e-4)
 
 
 def test_augment_is_seeded_and_normalised():

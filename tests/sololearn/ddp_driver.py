@@ -10,6 +10,7 @@ from pathlib import Path
 
 # isort: off
 import solo_directpred  # noqa: F401  - first: fixes the torchvision import Lightning triggers
+
 # isort: on
 import lightning.pytorch as pl
 import torch

@@ -4,7 +4,6 @@ Every rank holds the F̂ and W_p of one batch made of both ranks' four micro-bat
 (README "Scaling out").
 """
 
-
 import pytest
 import torch
 
@@ -12,7 +11,6 @@ from tests.conftest import requires_solo
 from tests.sololearn.helpers import run_ddp_driver
 
 pytestmark = [requires_solo, pytest.mark.solo, pytest.mark.slow]
-
 
 
 def test_two_accumulating_ranks_hold_the_statistics_of_the_pooled_batch(tmp_path):

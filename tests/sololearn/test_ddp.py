@@ -1,6 +1,5 @@
 """Two-process DDP on CPU (gloo) through Lightning: every rank holds the same F̂ and W_p."""
 
-
 import pytest
 import torch
 
@@ -8,7 +7,6 @@ from tests.conftest import requires_solo
 from tests.sololearn.helpers import run_ddp_driver
 
 pytestmark = [requires_solo, pytest.mark.solo, pytest.mark.slow]
-
 
 
 @pytest.mark.parametrize("method", ["directpred", "directcopy_noema"])

@@ -175,7 +175,7 @@ def test_knn_through_a_zoo_name_matches_the_run_directory(pretrained, knn_lines,
 def test_weighted_knn_matches_solo_learns_classifier(distance, k):
     from solo.utils.knn import WeightedKNNClassifier
 
-    from solo_directpred.sololearn.entry import weighted_knn
+    from solo_directpred.core.knn import weighted_knn
 
     g = torch.Generator().manual_seed(0)
     centers = torch.randn(10, 16, generator=g)
@@ -192,7 +192,7 @@ def test_weighted_knn_matches_solo_learns_classifier(distance, k):
 
 def test_weighted_knn_with_classes_missing_from_the_test_split():
     """Two test points of class 3 among 5 training classes: nearest neighbours vote by exp(s/T)."""
-    from solo_directpred.sololearn.entry import weighted_knn
+    from solo_directpred.core.knn import weighted_knn
 
     train_x = torch.eye(5)
     train_y = torch.tensor([0, 1, 2, 3, 4])
@@ -214,6 +214,10 @@ def test_weighted_knn_with_classes_missing_from_the_test_split():
             "knn.distance_function=['manhattan'] is invalid",
         ),
         (["pretrain", "method=directpredd"], "method='directpredd' is invalid: must be one of"),
+        (
+            ["pretrain", "augmentations.0.num_crops=3"],
+            "data.num_large_crops=3 is invalid: method 'directpred' compares 2 large crops; only wmse, mae",
+        ),
         (["linear", "x.ckpt", "seed=1"], "Could not override 'seed'"),
         (["pretrain", "--config-name", "pretrain/cifar/nope.yaml"], "Cannot find primary config"),
     ],

@@ -13,6 +13,7 @@ from pathlib import Path
 
 # isort: off
 import solo_directpred  # noqa: F401  - first: fixes the torchvision import Lightning triggers
+
 # isort: on
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer

@@ -20,11 +20,11 @@ def test_effective_rank_counts_equal_orthogonal_directions():
     Q, _ = np.linalg.qr(rng.standard_normal((6, 6)))
     for k in (1, 3, 6):
         z = np.linalg.qr(rng.standard_normal((500, k)))[0] @ Q[:k]  # k singular values, all 1
-        assert effective_rank(z) == pytest.approx(k, abs=1e-9)
+        assert effective_rank(z) == pytest.approx(k, abs=1e-4)  # RankMe's ε = 1e-7 per value
     parallel = np.outer(rng.standard_normal(100), rng.standard_normal(6))
-    assert effective_rank(parallel) == pytest.approx(1.0, abs=1e-6)
+    assert effective_rank(parallel) == pytest.approx(1.0, abs=1e-4)
     batched = effective_rank(np.stack([parallel, np.full((100, 6), np.inf)]))
-    assert batched[0] == pytest.approx(1.0, abs=1e-6) and np.isnan(batched[1])
+    assert batched[0] == pytest.approx(1.0, abs=1e-4) and np.isnan(batched[1])
 
 
 def test_paper_decay_horizon_and_default_weight_decay():
