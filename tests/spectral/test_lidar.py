@@ -47,6 +47,33 @@ def test_lidar_equals_the_definition_computed_directly(n, q, d):
     assert M.lidar(rows, groups) == pytest.approx(direct_lidar(z.numpy()), rel=1e-9)
 
 
+@pytest.mark.parametrize(("n", "q"), [(40, 4), (300, 2)])
+def test_lidar_is_the_same_under_the_biased_normalisers(n, q):
+    """Σ_b with 1/n instead of 1/(n − 1) scales Σ_LiDAR, which the effective rank ignores; Σ_w with
+    1/(nq) instead of 1/(n(q − 1)) is the same matrix times (q − 1)/q once δ is scaled by (q − 1)/q."""
+    z = views(n, q, 6).numpy()
+    rows, groups = flatten(torch.from_numpy(z))
+    means = z.mean(axis=1)
+    spread = means - means.mean(axis=0)
+    between = spread.T @ spread / n
+    residual = (z - means[:, None]).reshape(-1, 6)
+    delta = 1e-4
+    within = residual.T @ residual / (n * q) + delta * (q - 1) / q * np.eye(6)
+    factor = np.linalg.cholesky(within)
+    lam = np.linalg.eigvalsh(np.linalg.solve(factor, np.linalg.solve(factor, between).T))
+    p = lam / lam.sum() + 1e-7
+    biased = float(np.exp(-(p * np.log(p)).sum()))
+    assert M.lidar(rows, groups, delta=delta) == pytest.approx(biased, rel=1e-9)
+    # with the same absolute δ the two differ only through δ's weight against the scatter: here < 1e-4
+    unscaled = residual.T @ residual / (n * q) + delta * np.eye(6)
+    factor = np.linalg.cholesky(unscaled)
+    lam = np.linalg.eigvalsh(np.linalg.solve(factor, np.linalg.solve(factor, between).T))
+    p = lam / lam.sum() + 1e-7
+    assert M.lidar(rows, groups, delta=delta) == pytest.approx(
+        float(np.exp(-(p * np.log(p)).sum())), rel=1e-4
+    )
+
+
 def test_lidar_groups_by_id_not_by_row_order():
     z = views(50, 4, 8)
     rows, groups = flatten(z, seed=3)
