@@ -42,6 +42,9 @@ DEFAULTS = SpectralSettings()
 #: Keys accepted by :meth:`SpectralMonitor.from_config`, and under its ``alarm`` section.
 CONFIG_KEYS = SpectralSettings.keys()
 ALARM_KEYS = tuple(asdict(AlarmSettings()))
+#: The constructor's argument for each key of the ``alarm`` section, and the config path of such arguments.
+ALARM_ARGUMENTS = {"rankme_min": "rankme_min", "zstd_min": "zstd_min", "stop": "stop_on_collapse"}
+CONFIG_PATHS = {argument: f"alarm.{key}" for key, argument in ALARM_ARGUMENTS.items()}
 #: Metrics a run can keep its best checkpoint by (``select_by``); higher is better for each.
 SELECTION_METRICS = ("lidar", "rankme", "rankme_repr", "rankme_proj")
 #: Rows of representations for the epoch-end RankMe: the sample count of the RankMe paper (§4).
@@ -190,6 +193,8 @@ class SpectralMonitor(Callback):
         log_panels: send the panels and the spectra to the TensorBoard and W&B loggers.
         select_by: with :func:`build_callbacks`, also keep the best checkpoint by this metric (one of
             :data:`SELECTION_METRICS`), or None.
+        config_prefix: name the settings by their config path under this prefix in error messages
+            (``"spectral."`` gives ``spectral.alarm.stop``); "" names the arguments.
 
     Example::
 
@@ -216,30 +221,39 @@ class SpectralMonitor(Callback):
         rankme_samples: int = DEFAULTS.rankme_samples,
         log_panels: bool = DEFAULTS.log_panels,
         select_by: str | None = DEFAULTS.select_by,
+        config_prefix: str = "",
     ) -> None:
         super().__init__()
-        self.every_n_steps = _check_int("every_n_steps", every_n_steps, 1)
-        self.buffer_size = _check_int("buffer_size", buffer_size, 2)
-        self.plot_every_n_epochs = _check_int("plot_every_n_epochs", plot_every_n_epochs, 0)
-        self.rankme_min = alarm.check_setting("rankme_min", rankme_min)
-        self.zstd_min = alarm.check_setting("zstd_min", zstd_min)
-        self.stop_on_collapse = _check_bool("stop_on_collapse", stop_on_collapse)
-        self.plot_in_background = _check_bool("plot_in_background", plot_in_background)
-        self.min_plot_interval_s = _check_seconds("min_plot_interval_s", min_plot_interval_s)
-        self.lidar = _check_bool("lidar", lidar)
-        self.rankme_samples = _check_int("rankme_samples", rankme_samples, 0)
-        self.log_panels = _check_bool("log_panels", log_panels)
+
+        def key(name: str) -> str:  # the name an error message gives: the argument's, or its config path
+            return f"{config_prefix}{CONFIG_PATHS.get(name, name)}" if config_prefix else name
+
+        self.every_n_steps = _check_int(key("every_n_steps"), every_n_steps, 1)
+        self.buffer_size = _check_int(key("buffer_size"), buffer_size, 2)
+        self.plot_every_n_epochs = _check_int(key("plot_every_n_epochs"), plot_every_n_epochs, 0)
+        self.rankme_min = alarm.check_setting(key("rankme_min"), rankme_min)
+        self.zstd_min = alarm.check_setting(key("zstd_min"), zstd_min)
+        self.stop_on_collapse = _check_bool(key("stop_on_collapse"), stop_on_collapse)
+        self.plot_in_background = _check_bool(key("plot_in_background"), plot_in_background)
+        self.min_plot_interval_s = _check_seconds(key("min_plot_interval_s"), min_plot_interval_s)
+        self.lidar = _check_bool(key("lidar"), lidar)
+        self.rankme_samples = _check_int(key("rankme_samples"), rankme_samples, 0)
+        self.log_panels = _check_bool(key("log_panels"), log_panels)
         if not isinstance(output_key, str) or not output_key:
-            raise ValueError(f"output_key = {output_key!r} is not allowed: expected a non-empty string")
+            raise ValueError(
+                f"{key('output_key')} = {output_key!r} is not allowed: expected a non-empty string"
+            )
+        if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
+            raise ValueError(f"{key('dirpath')} = {dirpath!r} is not allowed: expected a path or null")
         if select_by is not None and select_by not in SELECTION_METRICS:
             raise ValueError(
-                f"select_by = {select_by!r} is not allowed: expected one of {', '.join(SELECTION_METRICS)} "
-                "or null"
+                f"{key('select_by')} = {select_by!r} is not allowed: expected one of "
+                f"{', '.join(SELECTION_METRICS)} or null"
             )
         needs_lidar = select_by == "lidar" and not self.lidar
         if needs_lidar or (select_by in ("rankme_repr", "rankme_proj") and not self.rankme_samples):
             raise ValueError(
-                f"select_by = {select_by!r} needs its metric: "
+                f"{key('select_by')} = {select_by!r} needs its metric: "
                 + ("lidar = true" if select_by == "lidar" else "rankme_samples > 0")
             )
         self.select_by = select_by
@@ -294,58 +308,9 @@ class SpectralMonitor(Callback):
                 f"{', '.join(ALARM_KEYS)}"
             )
         _check_keys(settings, ALARM_KEYS, f"{prefix}.alarm")
-        output_key = section.get("output_key", DEFAULTS.output_key)
-        if not isinstance(output_key, str) or not output_key:
-            raise ValueError(
-                f"{prefix}.output_key = {output_key!r} is not allowed: expected a non-empty string"
-            )
-        dirpath = section.get("dirpath")
-        if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
-            raise ValueError(f"{prefix}.dirpath = {dirpath!r} is not allowed: expected a path or null")
-        select_by = section.get("select_by")
-        if select_by is not None and select_by not in SELECTION_METRICS:
-            raise ValueError(
-                f"{prefix}.select_by = {select_by!r} is not allowed: expected one of "
-                f"{', '.join(SELECTION_METRICS)} or null"
-            )
-        options = dict(
-            every_n_steps=_check_int(
-                f"{prefix}.every_n_steps", section.get("every_n_steps", DEFAULTS.every_n_steps), 1
-            ),
-            buffer_size=_check_int(
-                f"{prefix}.buffer_size", section.get("buffer_size", DEFAULTS.buffer_size), 2
-            ),
-            plot_every_n_epochs=_check_int(
-                f"{prefix}.plot_every_n_epochs",
-                section.get("plot_every_n_epochs", DEFAULTS.plot_every_n_epochs),
-                0,
-            ),
-            rankme_min=alarm.check_setting(
-                f"{prefix}.alarm.rankme_min", settings.get("rankme_min", DEFAULTS.alarm.rankme_min)
-            ),
-            zstd_min=alarm.check_setting(
-                f"{prefix}.alarm.zstd_min", settings.get("zstd_min", DEFAULTS.alarm.zstd_min)
-            ),
-            stop_on_collapse=_check_bool(f"{prefix}.alarm.stop", settings.get("stop", DEFAULTS.alarm.stop)),
-            dirpath=dirpath,
-            output_key=output_key,
-            plot_in_background=_check_bool(
-                f"{prefix}.plot_in_background", section.get("plot_in_background", DEFAULTS.plot_in_background)
-            ),
-            min_plot_interval_s=_check_seconds(
-                f"{prefix}.min_plot_interval_s",
-                section.get("min_plot_interval_s", DEFAULTS.min_plot_interval_s),
-            ),
-            lidar=_check_bool(f"{prefix}.lidar", section.get("lidar", DEFAULTS.lidar)),
-            rankme_samples=_check_int(
-                f"{prefix}.rankme_samples", section.get("rankme_samples", DEFAULTS.rankme_samples), 0
-            ),
-            log_panels=_check_bool(f"{prefix}.log_panels", section.get("log_panels", True)),
-        )
-        try:
-            return cls(**options, select_by=select_by)
-        except ValueError as err:
-            raise ValueError(f"{prefix}.{err}") from None
+        options = {k: v for k, v in section.items() if k not in ("enabled", "alarm")}
+        options.update({ALARM_ARGUMENTS[k]: v for k, v in settings.items()})
+        return cls(**options, config_prefix=f"{prefix}.")
 
     @property
     def state_key(self) -> str:
