@@ -50,6 +50,63 @@ def eigenvalue_transform(
     return p.clamp_min(P_MIN)
 
 
+def _lambda_max(matrix: Tensor, num_iters: int) -> tuple[Tensor, int]:
+    """λ_max of a symmetric matrix in float64 and the number of eigh fallbacks: Lanczos
+    (:func:`~solo_directpred.core.linalg.top_eigenvalue`, O(d²) per step), or an exact eigh when its relative
+    residual exceeds :data:`LANCZOS_TOLERANCE`."""
+    value, residual = top_eigenvalue(matrix, num_iters=num_iters, dtype=torch.float64)
+    if residual <= LANCZOS_TOLERANCE:
+        return value, 0
+    values, _, fallbacks = safe_eigh(matrix, dtype=torch.float64)
+    return values[-1], 1 + fallbacks
+
+
+def _plus_eps(matrix: Tensor, top: Tensor, eps: float) -> Tensor | None:
+    """matrix / top + εI, or None when ``top`` is not a positive number (a collapsed F̂)."""
+    if not torch.isfinite(top) or top <= 0:
+        return None
+    eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+    return matrix / top.to(matrix.dtype) + eps * eye
+
+
+def eigh_weight(
+    correlation: Tensor,
+    alpha: float = 0.5,
+    eps: float = 0.1,
+    normalize: bool = True,
+    offset: float | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor | None, int]:
+    """The ``eigh`` solver: W_p = U diag(p) Uᵀ from an eigendecomposition of F̂ (p from
+    :func:`eigenvalue_transform`), and the number of eigh fallbacks."""
+    values, vectors, fallbacks = safe_eigh(correlation, dtype=dtype)
+    p = eigenvalue_transform(values, alpha, eps, normalize, offset)
+    return (None if p is None else (vectors * p) @ vectors.T), fallbacks
+
+
+def power_weight(
+    correlation: Tensor, eps: float = 0.1, num_iters: int = 24, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor | None, int]:
+    """The ``power`` solver (α = 1, DirectCopy): F̂/λ_max + εI without eigendecomposition, λ_max by
+    Lanczos; and the number of eigh fallbacks."""
+    top, fallbacks = _lambda_max(correlation, num_iters)
+    return _plus_eps(correlation.to(dtype), top, eps), fallbacks
+
+
+def newton_schulz_weight(
+    correlation: Tensor,
+    eps: float = 0.1,
+    ns_iters: int = 24,
+    num_iters: int = 24,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[Tensor | None, int]:
+    """The ``newton_schulz`` solver (α = ½, DirectPred): (F̂/s_max)^{1/2} + εI by matmuls only; and the
+    number of eigh fallbacks. (F̂/c)^{1/2} comes from Newton–Schulz, and λ_max((F̂/c)^{1/2}) = √(s_max/c)."""
+    root, _ = sqrt_newton_schulz(correlation, ns_iters, dtype=dtype)
+    top, fallbacks = _lambda_max(root, num_iters)
+    return _plus_eps(root, top, eps), fallbacks
+
+
 def analytic_weight(
     correlation: Tensor,
     alpha: float = 0.5,
@@ -58,7 +115,7 @@ def analytic_weight(
     offset: float | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Tensor | None:
-    """W_p = U diag(p) Uᵀ from a correlation matrix by eigendecomposition (reference path).
+    """W_p = U diag(p) Uᵀ from a correlation matrix by eigendecomposition (:func:`eigh_weight`).
 
     Args:
         correlation: (d, d) symmetric PSD estimate F̂.
@@ -68,11 +125,7 @@ def analytic_weight(
     Returns:
         (d, d) symmetric matrix in ``dtype``, or None if F̂ has no positive eigenvalue.
     """
-    values, vectors, _ = safe_eigh(correlation, dtype=dtype)
-    p = eigenvalue_transform(values, alpha, eps, normalize, offset)
-    if p is None:
-        return None
-    return (vectors * p) @ vectors.T
+    return eigh_weight(correlation, alpha, eps, normalize, offset, dtype)[0]
 
 
 def directpred(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
@@ -81,17 +134,12 @@ def directpred(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
 
 
 def directcopy(correlation: Tensor, eps: float = 0.1) -> Tensor | None:
-    """DirectCopy's predictor (α = 1) without eigendecomposition: F̂/λ_max(F̂) + εI.
+    """DirectCopy's predictor (α = 1) without eigendecomposition: F̂/λ_max(F̂) + εI (:func:`power_weight`).
 
-    λ_max comes from Lanczos (:func:`~solo_directpred.core.linalg.top_eigenvalue`, O(d²) per iteration)
-    instead of an O(d³) eigh. Eigenvalues of the result below 1e-4 are not clamped here; they only occur
-    when ε < 1e-4. The result is in float32.
+    Eigenvalues of the result below 1e-4 are not clamped here; they only occur when ε < 1e-4. The result is
+    in float32.
     """
-    value = top_eigenvalue(correlation, num_iters=24).value.to(torch.float32)
-    if not torch.isfinite(value) or value <= 0:
-        return None
-    eye = torch.eye(correlation.shape[-1], dtype=torch.float32, device=correlation.device)
-    return correlation.to(torch.float32) / value + eps * eye
+    return power_weight(correlation, eps)[0]
 
 
 class AnalyticPredictor(nn.Module):
@@ -344,40 +392,17 @@ class AnalyticPredictor(nn.Module):
             solver = self._choose_solver(correlation)
         self.chosen_solver = solver
         if solver == "newton_schulz":
-            return self._newton_schulz(correlation)
-        if solver == "power":
-            return self._power(correlation)
-        values, vectors, fallbacks = safe_eigh(correlation, dtype=self.eigh_dtype)
+            weight, fallbacks = newton_schulz_weight(
+                correlation, self.eps, self.ns_iters, self.power_iters, self.eigh_dtype
+            )
+        elif solver == "power":
+            weight, fallbacks = power_weight(correlation, self.eps, self.power_iters, self.eigh_dtype)
+        else:
+            weight, fallbacks = eigh_weight(
+                correlation, self.alpha, self.eps, self.normalize, self.offset, self.eigh_dtype
+            )
         self.num_fallbacks += fallbacks
-        p = eigenvalue_transform(values, self.alpha, self.eps, self.normalize, self.offset)
-        if p is None:
-            return None
-        return (vectors * p) @ vectors.T
-
-    def _newton_schulz(self, correlation: Tensor) -> Tensor | None:
-        # (F̂/s_max)^{1/2} = (F̂/c)^{1/2} / √(λ_max(F̂/c)), and λ_max(F̂/c) = λ_max((F̂/c)^{1/2})².
-        root, _ = sqrt_newton_schulz(correlation, self.ns_iters, dtype=self.eigh_dtype)
-        top = self._top_eigenvalue(root)
-        if not torch.isfinite(top) or top <= 0:
-            return None
-        eye = torch.eye(self.dim, dtype=root.dtype, device=root.device)
-        return root / top + self.eps * eye
-
-    def _power(self, correlation: Tensor) -> Tensor | None:
-        top = self._top_eigenvalue(correlation)
-        if not torch.isfinite(top) or top <= 0:
-            return None
-        eye = torch.eye(self.dim, dtype=self.eigh_dtype, device=correlation.device)
-        return correlation.to(self.eigh_dtype) / top + self.eps * eye
-
-    def _top_eigenvalue(self, matrix: Tensor) -> Tensor:
-        """λ_max(matrix) in ``eigh_dtype``: Lanczos in float64, or eigh when its residual is too large."""
-        value, residual = top_eigenvalue(matrix, num_iters=self.power_iters, dtype=torch.float64)
-        if not residual <= LANCZOS_TOLERANCE:
-            values, _, fallbacks = safe_eigh(matrix, dtype=torch.float64)
-            self.num_fallbacks += 1 + fallbacks
-            value = values[-1]
-        return value.to(self.eigh_dtype)
+        return weight
 
     def _choose_solver(self, correlation: Tensor) -> str:
         fast = "power" if self.alpha == 1.0 else "newton_schulz"

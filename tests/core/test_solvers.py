@@ -118,3 +118,30 @@ def test_trainable_weight_stays_a_float32_parameter_under_a_cast():
     predictor = AnalyticPredictor(8, trainable=True).bfloat16()
     assert isinstance(predictor.weight, torch.nn.Parameter) and predictor.weight.dtype == torch.float32
     assert [n for n, _ in predictor.named_parameters()] == ["weight"]
+
+
+@pytest.mark.parametrize(
+    ("solver", "alpha"), [("eigh", 0.5), ("eigh", 0.25), ("newton_schulz", 0.5), ("power", 1.0)]
+)
+def test_the_module_uses_the_functional_form_of_its_solver(solver, alpha):
+    """One numerical path per solver: AnalyticPredictor's W_p is bit-for-bit its functional form's."""
+    from solo_directpred.core.predictors import eigh_weight, newton_schulz_weight, power_weight
+
+    predictor = AnalyticPredictor(
+        16, alpha=alpha, eps=0.05, rho=0.3, solver=solver, ns_iters=12, power_iters=20
+    )
+    for batch in _switching_batches(16, 0.1, steps=3):
+        predictor.update(batch)
+    f_hat = predictor.correlation
+    expected = {
+        "eigh": lambda: eigh_weight(f_hat, alpha, 0.05)[0],
+        "newton_schulz": lambda: newton_schulz_weight(f_hat, 0.05, ns_iters=12, num_iters=20)[0],
+        "power": lambda: power_weight(f_hat, 0.05, num_iters=20)[0],
+    }[solver]()
+    assert torch.equal(predictor.weight, expected)
+    if solver == "eigh" and alpha == 0.5:
+        assert torch.equal(predictor.weight, analytic_weight(f_hat, 0.5, 0.05))
+    if solver == "power":
+        assert torch.equal(predictor.weight, power_weight(f_hat, 0.05, 20)[0])
+        # the public DirectCopy form is the same path (with its 24 Lanczos steps): within Lanczos' tolerance
+        torch.testing.assert_close(directcopy(f_hat, 0.05), expected, rtol=0, atol=10 * LANCZOS_TOLERANCE)
