@@ -97,7 +97,7 @@ def run_linear(
 
     train_loader, val_loader = shared.classification_loaders(cfg, auto_augment=cfg.auto_augment)
     history = _history_callback()
-    trainer, _ = shared.build_trainer(cfg, os.path.join(cfg.checkpoint.dir, "linear"), [history])
+    trainer, _ = shared.build_trainer(cfg, "linear", [history])
     if cfg.data.format == "dali":
         if cfg.auto_augment:
             raise ConfigError(

@@ -165,7 +165,7 @@ def run_pretrain(cfg: DictConfig) -> PretrainResult:
     logdir = os.path.join(cfg.checkpoint.dir, cfg.method)
     ckpt_path, wandb_id = _resume_path(cfg, logdir)
     logger, callbacks = _logger_and_callbacks(cfg, model, wandb_id)
-    trainer, checkpointer = shared.build_trainer(cfg, logdir, callbacks, logger)
+    trainer, checkpointer = shared.build_trainer(cfg, cfg.method, callbacks, logger)
     if cfg.data.format == "dali":
         trainer.fit(model, datamodule=train, ckpt_path=ckpt_path)
     else:

@@ -87,14 +87,15 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-def build_trainer(cfg: DictConfig, logdir: str, callbacks: list, logger: Any = None) -> tuple[Any, Any]:
+def build_trainer(cfg: DictConfig, job: str, callbacks: list, logger: Any = None) -> tuple[Any, Any]:
     """``(Trainer, Checkpointer)``: a Lightning ``Trainer`` of ``cfg`` with ``callbacks`` and, unless
-    ``checkpoint.enabled`` is false (then None), solo-learn's ``Checkpointer`` writing into ``logdir``."""
+    ``checkpoint.enabled`` is false (then None), solo-learn's ``Checkpointer`` into ``checkpoint.dir/job``."""
     from lightning.pytorch import Trainer
     from solo.utils.checkpointer import Checkpointer
 
     checkpointer = None
     if cfg.checkpoint.enabled:
+        logdir = os.path.join(cfg.checkpoint.dir, job)
         checkpointer = Checkpointer(
             cfg, logdir=logdir, frequency=cfg.checkpoint.frequency, keep_prev=cfg.checkpoint.keep_prev
         )
