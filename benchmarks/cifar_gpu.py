@@ -69,7 +69,8 @@ def device_overrides(gpu: bool, tiny: bool) -> list[str]:
 
 def pretrain(method: str, epochs: int, out: Path, common: Sequence[str]) -> dict[str, Any]:
     """Train ``method`` from scratch for ``epochs``; wall time, checkpoint and the online classifier."""
-    from solo_directpred.sololearn.entry import compose_config, run_pretrain
+    from solo_directpred.sololearn.pretrain import run_pretrain
+    from solo_directpred.sololearn.shared import compose_config
 
     overrides = [
         *common,
@@ -94,7 +95,8 @@ def pretrain(method: str, epochs: int, out: Path, common: Sequence[str]) -> dict
 
 def knn(checkpoint: str, common: Sequence[str]) -> dict[str, float]:
     """Backbone kNN top-1 (%) on the test images: k = 20, cosine, T = 0.07."""
-    from solo_directpred.sololearn.entry import compose_config, run_knn
+    from solo_directpred.sololearn.knn import run_knn
+    from solo_directpred.sololearn.shared import compose_config
 
     overrides = [
         *common,
@@ -110,7 +112,8 @@ def knn(checkpoint: str, common: Sequence[str]) -> dict[str, float]:
 
 def linear(checkpoint: str, common: Sequence[str], epochs: int | None) -> dict[str, float]:
     """The preset's linear probe (Adam, 50 epochs unless ``epochs``): final and best top-1 (%)."""
-    from solo_directpred.sololearn.entry import compose_config, run_linear
+    from solo_directpred.sololearn.linear import run_linear
+    from solo_directpred.sololearn.shared import compose_config
 
     overrides = [*common, "auto_resume.enabled=false", "wandb.enabled=false"]
     if epochs is not None:

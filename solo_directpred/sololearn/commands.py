@@ -106,7 +106,8 @@ def _fail(err: Exception) -> int:
 
 def pretrain_command(args: argparse.Namespace) -> int:
     """Compose, pretrain, print the checkpoint and the online classifier's final accuracy."""
-    from solo_directpred.sololearn.entry import compose_config, run_pretrain
+    from solo_directpred.sololearn.pretrain import run_pretrain
+    from solo_directpred.sololearn.shared import compose_config
 
     try:
         result = run_pretrain(compose_config(args.config_name, args.overrides, args.config_path))
@@ -124,7 +125,7 @@ def pretrain_command(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, run: Any) -> tuple[Any, int]:
     """Compose, then ``run(cfg, SOURCE, overridden data keys)``: (result, 0), or (None, 2) on a user error."""
-    from solo_directpred.sololearn.entry import compose_config, overridden_data_keys
+    from solo_directpred.sololearn.shared import compose_config, overridden_data_keys
 
     source, overrides = _split_source(args)
     try:
@@ -136,7 +137,7 @@ def _evaluate(args: argparse.Namespace, run: Any) -> tuple[Any, int]:
 
 def linear_command(args: argparse.Namespace) -> int:
     """Compose, train the linear probe, print what it evaluates on and the final and best accuracies."""
-    from solo_directpred.sololearn.entry import run_linear
+    from solo_directpred.sololearn.linear import run_linear
 
     result, code = _evaluate(args, run_linear)
     if code:
@@ -151,7 +152,7 @@ def linear_command(args: argparse.Namespace) -> int:
 
 def knn_command(args: argparse.Namespace) -> int:
     """Compose, extract features, print what it evaluates on and one line of accuracies per setting."""
-    from solo_directpred.sololearn.entry import run_knn
+    from solo_directpred.sololearn.knn import run_knn
 
     results, code = _evaluate(args, run_knn)
     if code:

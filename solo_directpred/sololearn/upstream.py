@@ -22,7 +22,7 @@ from pathlib import Path
 
 def run_script(script: str | Path, argv: Sequence[str] = ()) -> None:
     """Register the plugin, then run ``script`` as ``__main__`` with ``sys.argv = [script, *argv]``."""
-    from solo_directpred.sololearn.entry import prepare_solo
+    from solo_directpred.sololearn.shared import prepare_solo
 
     path = Path(script)
     if not path.is_file():

@@ -54,7 +54,7 @@ def write_class_folders(
 def _cfg(name: str, train_path, val_path, extra=()):
     from solo.args.pretrain import parse_cfg
 
-    from solo_directpred.sololearn.entry import compose_config
+    from solo_directpred.sololearn.shared import compose_config
 
     overrides = [
         f"data.train_path={train_path}",
@@ -81,8 +81,8 @@ def restore_torchvision():
 
 @pytest.mark.parametrize("same_root", [False, True], ids=["split-paths", "one-root"])
 def test_cifar_preset_reads_class_folders(tmp_path, same_root, restore_torchvision):
-    from solo_directpred.sololearn.entry import build_method, build_pretrain_data
     from solo_directpred.sololearn.plugin import configure_job
+    from solo_directpred.sololearn.pretrain import build_method, build_pretrain_data
 
     splits = write_class_folders(tmp_path, {"train": 2, "test": 1})
     paths = (tmp_path, tmp_path) if same_root else (tmp_path / "train", tmp_path / "test")
@@ -127,8 +127,8 @@ def test_pickles_keep_torchvisions_loader(tmp_path, monkeypatch, restore_torchvi
     ids=["class-count", "image-size"],
 )
 def test_wrong_folders_name_the_key(tmp_path, layout, message, restore_torchvision):
-    from solo_directpred.sololearn.entry import build_pretrain_data
     from solo_directpred.sololearn.plugin import configure_job
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     write_class_folders(tmp_path, {"train": 1, "test": 1}, **layout)
     cfg = _cfg("pretrain/cifar/directpred.yaml", tmp_path / "train", tmp_path / "test")
@@ -152,7 +152,8 @@ def test_mixed_formats_name_the_key(tmp_path, restore_torchvision):
 def test_knn_reads_class_folders(tmp_path, restore_torchvision):
     """Test images that are copies of training images are their own nearest neighbours: 1-NN is 100 %."""
     from solo_directpred.compat import ensure_torchvision_importable
-    from solo_directpred.sololearn.entry import compose_config, run_knn
+    from solo_directpred.sololearn.knn import run_knn
+    from solo_directpred.sololearn.shared import compose_config
 
     write_class_folders(tmp_path, {"train": 2})
     shutil.copytree(tmp_path / "train", tmp_path / "test")
@@ -229,8 +230,8 @@ REAL = os.environ.get("SOLO_DIRECTPRED_CIFAR10", "")
     reason="set SOLO_DIRECTPRED_CIFAR10 to CIFAR-10 as class folders (train/<class>/, test/<class>/)",
 )
 def test_real_cifar10_folders(restore_torchvision):
-    from solo_directpred.sololearn.entry import build_pretrain_data
     from solo_directpred.sololearn.plugin import configure_job
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     cfg = _cfg("pretrain/cifar/directpred.yaml", REAL, REAL)
     configure_job(cfg)

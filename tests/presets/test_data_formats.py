@@ -21,7 +21,7 @@ pytestmark = [requires_solo, pytest.mark.solo]
 def _cfg(name: str, root, extra=()):
     from solo.args.pretrain import parse_cfg
 
-    from solo_directpred.sololearn.entry import compose_config
+    from solo_directpred.sololearn.shared import compose_config
 
     overrides = [
         f"data.train_path={root}",
@@ -47,7 +47,7 @@ def _check_pretrain_batch(loader, crop: int, labels: list[int]) -> None:
 
 @pytest.mark.parametrize(("preset", "dataset"), [("cifar", "cifar10"), ("cifar-100", "cifar100")])
 def test_cifar_pickles_load_through_the_preset(preset, dataset, tmp_path, monkeypatch):
-    from solo_directpred.sololearn.entry import build_pretrain_data
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     splits = formats.write_cifar(tmp_path, dataset)
     formats.register_md5s(monkeypatch, tmp_path)
@@ -65,7 +65,7 @@ def test_cifar_pickles_load_through_the_preset(preset, dataset, tmp_path, monkey
 
 def test_cifar_integrity_check_is_real(tmp_path, monkeypatch):
     """A corrupted pickle fails torchvision's md5 check (no download possible): the patch is not a bypass."""
-    from solo_directpred.sololearn.entry import build_pretrain_data
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     formats.write_cifar(tmp_path, "cifar10")
     formats.register_md5s(monkeypatch, tmp_path)
@@ -81,7 +81,7 @@ def _no_network(*args, **kwargs):
 
 
 def test_stl10_binaries_load_train_plus_unlabeled(tmp_path, monkeypatch):
-    from solo_directpred.sololearn.entry import build_pretrain_data
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     splits = formats.write_stl10(tmp_path)
     formats.register_md5s(monkeypatch, tmp_path)
@@ -100,7 +100,7 @@ def test_stl10_binaries_load_train_plus_unlabeled(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("preset", "dataset"), [("imagenet-100", "imagenet100"), ("imagenet", "imagenet")])
 def test_image_folders_load_at_224(preset, dataset, tmp_path):
-    from solo_directpred.sololearn.entry import build_pretrain_data
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     written = formats.write_image_folder(tmp_path)
     cfg = _cfg(
@@ -121,8 +121,8 @@ def test_image_folders_load_at_224(preset, dataset, tmp_path):
     "preset", ["pretrain/imagenet-100/directpred_dali.yaml", "pretrain/imagenet/directpred_dali.yaml"]
 )
 def test_dali_presets_compose_and_name_the_missing_dependency(preset, tmp_path):
-    from solo_directpred.sololearn.entry import build_pretrain_data
     from solo_directpred.sololearn.methods import ConfigError
+    from solo_directpred.sololearn.pretrain import build_pretrain_data
 
     formats.write_image_folder(tmp_path)
     cfg = _cfg(
@@ -144,7 +144,8 @@ def test_dali_presets_compose_and_name_the_missing_dependency(preset, tmp_path):
 def test_knn_reads_cifar_with_the_linear_preset(tmp_path, monkeypatch):
     """Test images that are copies of training images are their own nearest neighbours: 1-NN is 100 %."""
     from solo_directpred.compat import ensure_torchvision_importable
-    from solo_directpred.sololearn.entry import compose_config, run_knn
+    from solo_directpred.sololearn.knn import run_knn
+    from solo_directpred.sololearn.shared import compose_config
 
     formats.write_cifar(tmp_path, "cifar10", test_from_train=True)
     formats.register_md5s(monkeypatch, tmp_path)

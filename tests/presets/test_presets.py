@@ -95,7 +95,7 @@ LOSS_PRESETS = {
 def _parse_pretrain(name: str, overrides=()):
     from solo.args.pretrain import parse_cfg
 
-    from solo_directpred.sololearn.entry import compose_config
+    from solo_directpred.sololearn.shared import compose_config
 
     return parse_cfg(compose_config(name, overrides))
 
@@ -128,7 +128,7 @@ def test_pretrain_preset_builds_its_method(name):
     from solo.methods import METHODS
 
     from solo_directpred.core import AnalyticPredictor, LinearPredictor
-    from solo_directpred.sololearn.entry import build_method
+    from solo_directpred.sololearn.pretrain import build_method
 
     cfg = _parse_pretrain(name)
     assert cfg.name and cfg.method in METHODS
@@ -169,7 +169,7 @@ def test_loss_presets_select_their_loss_and_target(folder, stem):
     """Each loss has an EMA and a no-EMA preset per dataset; the no-EMA ones say collapse is unmeasured."""
     import torch
 
-    from solo_directpred.sololearn.entry import build_method
+    from solo_directpred.sololearn.pretrain import build_method
 
     cfg = _parse_pretrain(f"pretrain/{folder}/{stem}.yaml")
     method, loss = LOSS_PRESETS[stem]
@@ -190,7 +190,7 @@ def test_imagenet_settings_give_the_papers_batches_and_lr():
     """300 epochs: batch 4096 and lr 0.2 x 4096/256 after scaling; 60 epochs: batch 256, SGD lr 0.05."""
     import torch
 
-    from solo_directpred.sololearn.entry import build_method
+    from solo_directpred.sololearn.pretrain import build_method
 
     cfg = _parse_pretrain("pretrain/imagenet/directpred.yaml")
     batch = cfg.optimizer.batch_size * len(cfg.devices) * cfg.num_nodes * cfg.accumulate_grad_batches
@@ -237,7 +237,7 @@ def test_documented_column_overrides_reach_the_predictor(name, overrides, expect
 def test_linear_preset_parses_with_upstream_rules(name, tmp_path):
     from solo.args.linear import parse_cfg
 
-    from solo_directpred.sololearn.entry import compose_config
+    from solo_directpred.sololearn.shared import compose_config
 
     cfg = compose_config(name, [f"data.train_path={tmp_path}", f"data.val_path={tmp_path}"])
     cfg.pretrained_feature_extractor = str(tmp_path / "model.ckpt")

@@ -85,8 +85,8 @@ def test_pretrain_command_writes_a_checkpoint_with_the_statistics(pretrained):
 
 @pytest.mark.slow
 def test_backbone_is_rebuilt_and_loaded_strictly(pretrained):
-    from solo_directpred.sololearn.entry import load_pretrained_backbone
     from solo_directpred.sololearn.methods import ConfigError
+    from solo_directpred.sololearn.shared import load_pretrained_backbone
 
     backbone = load_pretrained_backbone(pretrained.checkpoint, "resnet18")
     assert (backbone.name, backbone.cifar_stem, backbone.method) == ("resnet18", False, "directpred")
@@ -150,7 +150,8 @@ def test_knn_command_scores_backbone_and_projector_on_cpu(knn_lines):
 def test_knn_through_a_zoo_name_matches_the_run_directory(pretrained, knn_lines, tmp_path, monkeypatch):
     """Exported weights, found by name through a user manifest, give bit-identical kNN votes."""
     from solo_directpred import zoo
-    from solo_directpred.sololearn.entry import compose_config, run_knn
+    from solo_directpred.sololearn.knn import run_knn
+    from solo_directpred.sololearn.shared import compose_config
 
     result = zoo.export_checkpoint(
         pretrained.checkpoint, "digits-directpred-test", tmp_path, include_checkpoint=False
@@ -232,7 +233,8 @@ def test_user_errors_name_the_key_and_the_value(command, message, capsys):
 @pytest.mark.slow
 def test_timm_vit_backbone_trains_through_directpred(tmp_path):
     """A timm ViT (solo-learn's vit_tiny, 16x16 images in 4x4 patches) under DirectPred, then reloaded."""
-    from solo_directpred.sololearn.entry import compose_config, load_pretrained_backbone, run_pretrain
+    from solo_directpred.sololearn.pretrain import run_pretrain
+    from solo_directpred.sololearn.shared import compose_config, load_pretrained_backbone
 
     cfg = compose_config(
         "directpred.yaml",

@@ -155,7 +155,7 @@ def _digits_config():
 
 
 def test_run_data_replace_the_config_data(tmp_path):
-    from solo_directpred.sololearn.entry import use_run_data
+    from solo_directpred.sololearn.shared import use_run_data
 
     cfg = _digits_config()
     run = {"dataset": "cifar10", "train_path": "/c10", "val_path": "/c10", "format": "image_folder"}
@@ -166,7 +166,7 @@ def test_run_data_replace_the_config_data(tmp_path):
 
 
 def test_overridden_keys_keep_the_config_value(tmp_path):
-    from solo_directpred.sololearn.entry import overridden_data_keys, use_run_data
+    from solo_directpred.sololearn.shared import overridden_data_keys, use_run_data
 
     overrides = ["data.val_path=/mine", "+data.eval_crop_size=32", "knn.k=[5]", "~data.eval_std"]
     assert overridden_data_keys(overrides) == {"val_path", "eval_crop_size", "eval_std"}
@@ -183,7 +183,7 @@ def test_overridden_keys_keep_the_config_value(tmp_path):
 
 
 def test_explicit_dataset_or_missing_args_json_keeps_the_config(tmp_path):
-    from solo_directpred.sololearn.entry import use_run_data
+    from solo_directpred.sololearn.shared import use_run_data
 
     cfg = _digits_config()
     checkpoint = _write_run(tmp_path, {"dataset": "cifar10", "train_path": "/c10"})
