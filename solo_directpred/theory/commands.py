@@ -53,11 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _selected(only: list[str] | None, available: Iterable[str], what: str) -> list[str] | None:
     """The names ``--only`` selects (default: all ``available``); None if some are unknown (printed)."""
-    available = list(available)
-    names = only or available
-    unknown = [name for name in names if name not in available]
+    known = list(available)
+    names = only or known
+    unknown = [name for name in names if name not in known]
     if unknown:
-        print(f"error: --only got unknown {what}(s) {unknown}; available: {', '.join(available)}")
+        print(f"error: --only got unknown {what}(s) {unknown}; available: {', '.join(known)}")
         return None
     return names
 
