@@ -268,12 +268,20 @@ class _LinearPredictorMixin:
         self.loss_kind = kw.loss
         self.spectral_cfg = OmegaConf.to_container(cfg.spectral, resolve=True)
 
+    @classmethod
+    def add_and_assert_specific_cfg(cls, cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
+        """The parent's defaults and checks, then the predictor, loss and spectral sections'."""
+        cfg = super().add_and_assert_specific_cfg(cfg)
+        return validate_spectral_cfg(validate_loss_cfg(validate_predictor_cfg(cfg, default_kind(cfg))))
+
     @property
     def is_analytic(self) -> bool:
         return isinstance(self.predictor, AnalyticPredictor)
 
-    def _predictor_groups(self) -> list[dict]:
-        groups = [{"name": "projector", "params": self.projector.parameters()}]
+    @property
+    def learnable_params(self) -> list[dict]:
+        """The parent's groups (backbone, online classifier), then the projector's and predictor's."""
+        groups = super().learnable_params + [{"name": "projector", "params": self.projector.parameters()}]
         if isinstance(self.predictor, LinearPredictor):
             groups += self.predictor.param_groups(lr=self.lr, weight_decay=self.weight_decay)
         elif self.is_analytic and self.predictor.trainable:
@@ -375,15 +383,6 @@ class DirectPred(_LinearPredictorMixin, BaseMomentumMethod):
         self.momentum_projector = build_projector(self.features_dim, kw.proj_hidden_dim, kw.proj_output_dim)
         initialize_momentum_params(self.projector, self.momentum_projector)
 
-    @staticmethod
-    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        cfg = super(DirectPred, DirectPred).add_and_assert_specific_cfg(cfg)
-        return validate_spectral_cfg(validate_loss_cfg(validate_predictor_cfg(cfg, default_kind(cfg))))
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        return super().learnable_params + self._predictor_groups()
-
     @property
     def momentum_pairs(self) -> list[tuple[Any, Any]]:
         return super().momentum_pairs + [(self.projector, self.momentum_projector)]
@@ -409,15 +408,6 @@ class DirectPredNoEMA(_LinearPredictorMixin, BaseMethod):
     def __init__(self, cfg: omegaconf.DictConfig):
         super().__init__(cfg)
         self._build_heads(cfg)
-
-    @staticmethod
-    def add_and_assert_specific_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
-        cfg = super(DirectPredNoEMA, DirectPredNoEMA).add_and_assert_specific_cfg(cfg)
-        return validate_spectral_cfg(validate_loss_cfg(validate_predictor_cfg(cfg, default_kind(cfg))))
-
-    @property
-    def learnable_params(self) -> list[dict]:
-        return super().learnable_params + self._predictor_groups()
 
     def training_step(self, batch: Sequence[Any], batch_idx: int) -> dict[str, Any]:
         out = super().training_step(batch, batch_idx)

@@ -9,13 +9,15 @@ from pathlib import Path
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``spectral`` command (sub-command ``plot``) to the ``solo-directpred`` parser."""
-    parser = subparsers.add_parser(
+    from solo_directpred.cli import add_command_group
+
+    actions = add_command_group(
+        subparsers,
         "spectral",
         help="spectral monitoring: redraw the Fig. 2-style panels of a run",
         description="Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
+        dest="spectral_command",
     )
-    parser.set_defaults(func=lambda args: _usage(parser))
-    actions = parser.add_subparsers(dest="spectral_command", metavar="ACTION")
     plot = actions.add_parser(
         "plot",
         help="redraw spectral.png from the spectra.jsonl logged by SpectralMonitor",
@@ -30,11 +32,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="output PNG (only with a single spectral directory; default: <spectral dir>/spectral.png)",
     )
     plot.set_defaults(func=plot_command)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
 
 
 def plot_command(args: argparse.Namespace) -> int:

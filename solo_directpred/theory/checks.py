@@ -10,6 +10,7 @@ Values used throughout (docs/theory.md, Eqn. 16): ``τ = 1``, ``σ² = 0.5``, ``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -71,12 +72,37 @@ class CheckResult:
         object.__setattr__(self, "values", {k: float(v) for k, v in self.values.items()})
 
 
+#: What a check measures: ``(passed, detail, values)`` of its :class:`CheckResult`.
+Measurement = tuple[bool, str, dict[str, float]]
+
+#: All checks, in the order ``theory check`` runs them (the order of their definitions below).
+CHECKS: dict[str, Callable[[], CheckResult]] = {}
+
+
+def _check(name: str, claim: str) -> Callable[[Callable[[], Measurement]], Callable[[], CheckResult]]:
+    """Register a check in :data:`CHECKS` as ``name``, testing the paper's ``claim``.
+
+    The decorated function returns its :data:`Measurement`; the registered one, the :class:`CheckResult`.
+    """
+
+    def register(measure: Callable[[], Measurement]) -> Callable[[], CheckResult]:
+        @functools.wraps(measure)
+        def check() -> CheckResult:
+            return CheckResult(name, claim, *measure())
+
+        CHECKS[name] = check
+        return check
+
+    return register
+
+
 def _random_spd(n: int, rng: np.random.Generator, scale: float = 1.0, floor: float = 0.1) -> np.ndarray:
     A = rng.standard_normal((n, n))
     return scale * (A @ A.T / n + floor * np.eye(n))
 
 
-def check_fixed_points() -> CheckResult:
+@_check("fixed_points", "decoupled modes converge to p*± closed form (Eqns. 11-12, 16)")
+def check_fixed_points() -> Measurement:
     """Closed-form ``p*±`` and convergence of Eqns. 11-12 to them (Eqns. 11-12 and 16, Fig. 3)."""
     p_minus, p_plus = fixed_points(PAPER_TAU, PAPER_SIGMA2, PAPER_ETA)
     modes = ModeDynamics(PAPER_SIGMA2, PAPER_ALPHA_P, PAPER_ETA, target="fixed")
@@ -100,16 +126,11 @@ def check_fixed_points() -> CheckResult:
         "converge_err": converge_err,
         "collapsed": collapsed,
     }
-    return CheckResult(
-        "fixed_points",
-        "decoupled modes converge to p*± closed form (Eqns. 11-12, 16)",
-        passed,
-        detail,
-        values,
-    )
+    return passed, detail, values
 
 
-def check_collapse_threshold() -> CheckResult:
+@_check("collapse_threshold", "no non-trivial fixed point when eta > tau^2/(4(1+sigma^2))")
+def check_collapse_threshold() -> Measurement:
     """Above ``η = τ²/(4(1+σ²))`` every mode collapses; just below, the same starts survive (§3.3)."""
     threshold = collapse_weight_decay(PAPER_TAU, PAPER_SIGMA2)
     starts_p = np.array([0.3, 0.5, 0.8])
@@ -130,16 +151,11 @@ def check_collapse_threshold() -> CheckResult:
         f"threshold tau^2/(4(1+sigma^2))={threshold:.5f}; eta=1.2x: max |p|,|s| at t=600 {max_above:.1e}; "
         f"eta=0.8x: p -> {np.round(end_below.p[-1], 5).tolist()} (p*+={p_plus_below:.5f})"
     )
-    return CheckResult(
-        "collapse_threshold",
-        "no non-trivial fixed point when eta > tau^2/(4(1+sigma^2))",
-        passed,
-        detail,
-        {"threshold": threshold, "max_above": max_above, "err_below": err_below},
-    )
+    return passed, detail, {"threshold": threshold, "max_above": max_above, "err_below": err_below}
 
 
-def check_trivial_basin() -> CheckResult:
+@_check("trivial_basin", "p*- is the edge of the collapse basin (p*- unstable, 0 and p*+ stable)")
+def check_trivial_basin() -> Measurement:
     """On the parabola, starting 5% below ``p*−`` collapses and 5% above reaches ``p*+`` (Eqn. 16)."""
     eta = 0.05
     p_minus, p_plus = fixed_points(PAPER_TAU, PAPER_SIGMA2, eta)
@@ -149,16 +165,11 @@ def check_trivial_basin() -> CheckResult:
     low, high = traj.p[-1]
     passed = abs(low) < 1e-6 and abs(high - p_plus) < 1e-6
     detail = f"eta={eta}: p*-={p_minus:.5f}; 0.95 p*- -> {low:.1e}; 1.05 p*- -> {high:.5f} (p*+={p_plus:.5f})"
-    return CheckResult(
-        "trivial_basin",
-        "p*- is the edge of the collapse basin (p*- unstable, 0 and p*+ stable)",
-        passed,
-        detail,
-        {"p_minus": p_minus, "low_end": float(low), "high_end": float(high)},
-    )
+    return passed, detail, {"p_minus": p_minus, "low_end": float(low), "high_end": float(high)}
 
 
-def check_invariant_parabola() -> CheckResult:
+@_check("invariant_parabola", "trajectories stay on / approach s = p^2/alpha_p (Eqn. 14)")
+def check_invariant_parabola() -> Measurement:
     """``s − p²/α_p = c e^{−2ηt}`` with ``c = s(0) − p(0)²/α_p`` (Eqn. 14, corrected sign), BYOL τ(t)."""
     alpha_p, eta = 2.0, 0.05
     modes = ModeDynamics(PAPER_SIGMA2, alpha_p, eta, beta=0.4, target="byol")
@@ -187,16 +198,11 @@ def check_invariant_parabola() -> CheckResult:
         "typo_err": typo_err,
         "eta0_conserved": conserved,
     }
-    return CheckResult(
-        "invariant_parabola",
-        "trajectories stay on / approach s = p^2/alpha_p (Eqn. 14)",
-        passed,
-        detail,
-        values,
-    )
+    return passed, detail, values
 
 
-def check_ema_solution() -> CheckResult:
+@_check("ema_solution", "EMA ratio on the parabola follows Eqn. 15")
+def check_ema_solution() -> Measurement:
     """On the parabola, ``τ(t)`` of Eqn. 13 equals the closed form of Eqn. 15."""
     modes = ModeDynamics(PAPER_SIGMA2, PAPER_ALPHA_P, 0.04, beta=0.4, target="byol")
     p0 = np.array([0.1, 0.3])
@@ -208,12 +214,11 @@ def check_ema_solution() -> CheckResult:
         f"beta=0.4, eta=0.04, t<=30: max|tau_sim - tau_Eqn15| = {err:.1e} "
         f"(tau(30)={traj.tau[-1].round(4).tolist()})"
     )
-    return CheckResult(
-        "ema_solution", "EMA ratio on the parabola follows Eqn. 15", passed, detail, {"err": err}
-    )
+    return passed, detail, {"err": err}
 
 
-def check_balancing_invariant() -> CheckResult:
+@_check("balancing_invariant", "Theorem 1: the balance decays as e^(-2 eta t)")
+def check_balancing_invariant() -> Measurement:
     """Theorem 1: ``α_p⁻¹W_pᵀW_p − WWᵀ = e^{−2ηt} C`` for BYOL with EMA and anisotropic data."""
     rng = np.random.default_rng(0)
     n1, n2, alpha_p, eta = 6, 4, 2.0, 0.05
@@ -236,16 +241,11 @@ def check_balancing_invariant() -> CheckResult:
         f"(e^-2 = {np.exp(-2.0):.6f}); max rel. deviation ODE {ode_err:.1e}, "
         f"SGD (lr 1e-3, batch 32) {sgd_err:.1e}"
     )
-    return CheckResult(
-        "balancing_invariant",
-        "Theorem 1: the balance decays as e^(-2 eta t)",
-        passed,
-        detail,
-        {"ode_err": ode_err, "sgd_err": sgd_err, "ratio": ratio},
-    )
+    return passed, detail, {"ode_err": ode_err, "sgd_err": sgd_err, "ratio": ratio}
 
 
-def check_stop_gradient() -> CheckResult:
+@_check("stop_gradient", "Theorem 2: without stop-gradient the weights collapse")
+def check_stop_gradient() -> Measurement:
     """Theorem 2: SimSiam without stop-gradient collapses (``‖W(t)‖ ≤ e^{−λ₀t}‖W(0)‖``); with it, not."""
     rng = np.random.default_rng(2)
     n1, n2 = 6, 4
@@ -272,9 +272,7 @@ def check_stop_gradient() -> CheckResult:
         f"(bound e^(-lambda0 t) holds: {bound_ok}), SGD {sgd_end / norms[0]:.1e}; "
         f"with stop-grad ||W(30)||/||W(0)|| = {kept_end / norms[0]:.2f}"
     )
-    return CheckResult(
-        "stop_gradient",
-        "Theorem 2: without stop-gradient the weights collapse",
+    return (
         passed,
         detail,
         {"lambda0": lam0, "shrink": shrink, "kept": kept_end / norms[0], "sgd": sgd_end / norms[0]},
@@ -288,7 +286,8 @@ def _commutator_run(reduced: ReducedDynamics, F0: np.ndarray, Wp0: np.ndarray, t
     return t, c, lam
 
 
-def check_alignment() -> CheckResult:
+@_check("eigenspace_alignment", "Theorem 3: [F, Wp] -> 0 when K is positive definite (Fig. 9)")
+def check_alignment() -> Measurement:
     """Theorem 3: ``‖[F, W_p]‖`` decays at least as ``e^{−2λ₀t}`` when ``K ≻ 0``, and grows when not."""
     rng = np.random.default_rng(4)
     reduced = ReducedDynamics(tau=0.6, sigma2=0.7, alpha_p=1.7, eta=0.05)
@@ -317,9 +316,7 @@ def check_alignment() -> CheckResult:
         f"||[F,Wp]||(60)/||[F,Wp]||(0) = {decay:.1e}, bound holds: {bound_ok}; tau=1, eta=0: "
         f"min lambda_min K = {lam_out.min():.3f}, commutator grows x{growth:.0f}"
     )
-    return CheckResult(
-        "eigenspace_alignment",
-        "Theorem 3: [F, Wp] -> 0 when K is positive definite (Fig. 9)",
+    return (
         passed,
         detail,
         {
@@ -332,7 +329,8 @@ def check_alignment() -> CheckResult:
     )
 
 
-def check_modes_match_full_model() -> CheckResult:
+@_check("modes_match_full_model", "per-mode Eqns. 11-13 equal the full model on isotropic data")
+def check_modes_match_full_model() -> Measurement:
     """Under isotropic data and aligned start the full flow (Lemma 1) reproduces Eqns. 11-13 mode by mode."""
     p0 = np.array([0.3, 0.1, 0.6, 0.05])
     s0 = np.array([0.2, 0.05, 0.1, 0.01])
@@ -350,16 +348,11 @@ def check_modes_match_full_model() -> CheckResult:
     detail = (
         f"4 modes, n1=7, t<=30: max |full - decoupled| BYOL {errs['byol']:.1e}, SimSiam {errs['simsiam']:.1e}"
     )
-    return CheckResult(
-        "modes_match_full_model",
-        "per-mode Eqns. 11-13 equal the full model on isotropic data",
-        passed,
-        detail,
-        errs,
-    )
+    return passed, detail, errs
 
 
-def check_fig5_trends() -> CheckResult:
+@_check("fig5_trends", "Fig. 5: eta and a slower EMA lift lambda_min K; slower EMA converges later")
+def check_fig5_trends() -> Measurement:
     """Fig. 5's claims: larger η lifts ``λ_min K`` and lowers the final ``p`` (down to 0); a smaller
     EMA rate β lifts ``λ_min K`` and slows convergence (decoupled Eqns. 11-13, Euler ``dt = 0.01``)."""
     runs = figure5_runs(t_end=250.0)
@@ -388,13 +381,7 @@ def check_fig5_trends() -> CheckResult:
     values.update({f"p_eta_{e}": p for e, p in zip(FIG5_ETAS, p_eta)})
     values.update({f"k_beta_{b}": k for b, k in zip(FIG5_BETAS, k_beta)})
     values.update({f"t95_beta_{b}": t for b, t in zip(FIG5_BETAS, t_beta)})
-    return CheckResult(
-        "fig5_trends",
-        "Fig. 5: eta and a slower EMA lift lambda_min K; slower EMA converges later",
-        passed,
-        detail,
-        values,
-    )
+    return passed, detail, values
 
 
 def _rank(F: np.ndarray, rel: float = 1e-3) -> int:
@@ -402,7 +389,8 @@ def _rank(F: np.ndarray, rel: float = 1e-3) -> int:
     return int((ev > rel * max(ev.max(), 1e-12)).sum()) if ev.max() > 1e-8 else 0
 
 
-def check_ema_alignment_margin() -> CheckResult:
+@_check("ema_alignment_margin", "Table 3 mechanism: without EMA Eqn. 17 is violated more")
+def check_ema_alignment_margin() -> Measurement:
     """Table 3's mechanism in SGD: with a symmetric ``W_p``, EMA keeps ``λ_min K`` higher (Eqn. 17).
 
     The paper explains the collapse of symmetric ``W_p`` without EMA by Eqn. 17 failing early when
@@ -431,16 +419,14 @@ def check_ema_alignment_margin() -> CheckResult:
     values.update(
         {f"rank_{'sym' if s else 'reg'}_{'ema' if e else 'noema'}": float(r) for (s, e), r in ranks.items()}
     )
-    return CheckResult(
-        "ema_alignment_margin",
-        "Table 3 mechanism: without EMA Eqn. 17 is violated more",
-        passed,
-        detail,
-        values,
-    )
+    return passed, detail, values
 
 
-def check_table3_collapse() -> CheckResult:
+@_check(
+    "table3_collapse",
+    "Table 3: without EMA a symmetric W_p collapses (cosine loss, BN+ReLU projector), a regular one not",
+)
+def check_table3_collapse() -> Measurement:
     """Table 3's pattern in SGD: only the symmetric ``W_p`` without EMA loses its feature rank.
 
     Small nonlinear BYOL of :mod:`~solo_directpred.theory.nonlinear` (cosine loss, BN+ReLU projector,
@@ -476,16 +462,11 @@ def check_table3_collapse() -> CheckResult:
     values.update({f"vs_ema_{k}": v for k, v in enumerate(vs_ema)})
     values.update({f"ema_ratio_{k}": v for k, v in enumerate(ema_ratio)})
     values.update({"loss_sym_no_ema_max": loss[(True, False)].max(), "loss_others_min": others.min()})
-    return CheckResult(
-        "table3_collapse",
-        "Table 3: without EMA a symmetric W_p collapses (cosine loss, BN+ReLU projector), a regular one not",
-        passed,
-        detail,
-        values,
-    )
+    return passed, detail, values
 
 
-def check_scalar_byol() -> CheckResult:
+@_check("scalar_byol", "App. D fixed points: w_p = lambda_d/lambda_s; no predictor collapses")
+def check_scalar_byol() -> Measurement:
     """App. D: scalar BYOL reaches ``w_p = λ_d/λ_s``, ``w = w_a`` ≠ 0; without predictor it collapses."""
     byol = ScalarBYOL(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0)
     _, y = byol.simulate(0.8, 0.2, 0.1, 200.0, 0.05, "rk4", 10**9)
@@ -499,16 +480,14 @@ def check_scalar_byol() -> CheckResult:
         f"lambda_s=1, lambda_d=1/2: (w, w_p, w_a) -> ({w:.4f}, {wp:.5f}, {wa:.4f}); "
         f"no predictor: max(|w|,|w_a|) at t=200 {collapsed:.1e}"
     )
-    return CheckResult(
-        "scalar_byol",
-        "App. D fixed points: w_p = lambda_d/lambda_s; no predictor collapses",
-        passed,
-        detail,
-        {"w": float(w), "wp": float(wp), "wa": float(wa), "collapsed": collapsed},
-    )
+    return passed, detail, {"w": float(w), "wp": float(wp), "wa": float(wa), "collapsed": collapsed}
 
 
-def check_loss_mode_rates() -> CheckResult:
+@_check(
+    "loss_mode_rates",
+    "Halvagal et al. 2023: W_p's eigenvalues scale each mode's learning rate; IsoLoss equalises them",
+)
+def check_loss_mode_rates() -> Measurement:
     """Halvagal et al. (2023): W_p's eigenvalues are per-mode learning-rate multipliers; IsoLoss removes them.
 
     Linear model (A2, σ² = 0.5, τ = 1), DirectPred's closed-form predictor ``p_j = s_j^½`` (docs/losses.md).
@@ -563,32 +542,7 @@ def check_loss_mode_rates() -> CheckResult:
     values.update({f"euclid_decade_ratio_{k}": v for k, v in enumerate(decade_ratio)})
     values.update({f"iso_decade_step_{k}": v for k, v in enumerate(decade_step)})
     values.update({"weak_spread_cosine": cos_spread, "weak_spread_isoloss": iso_spread})
-    return CheckResult(
-        "loss_mode_rates",
-        "Halvagal et al. 2023: W_p's eigenvalues scale each mode's learning rate; IsoLoss equalises them",
-        passed,
-        detail,
-        values,
-    )
-
-
-#: All checks, in the order ``theory check`` runs them.
-CHECKS: dict[str, Callable[[], CheckResult]] = {
-    "fixed_points": check_fixed_points,
-    "collapse_threshold": check_collapse_threshold,
-    "trivial_basin": check_trivial_basin,
-    "invariant_parabola": check_invariant_parabola,
-    "ema_solution": check_ema_solution,
-    "balancing_invariant": check_balancing_invariant,
-    "stop_gradient": check_stop_gradient,
-    "eigenspace_alignment": check_alignment,
-    "modes_match_full_model": check_modes_match_full_model,
-    "fig5_trends": check_fig5_trends,
-    "ema_alignment_margin": check_ema_alignment_margin,
-    "table3_collapse": check_table3_collapse,
-    "scalar_byol": check_scalar_byol,
-    "loss_mode_rates": check_loss_mode_rates,
-}
+    return passed, detail, values
 
 
 def run_checks(names: Iterable[str] | None = None, progress: bool = False) -> list[CheckResult]:

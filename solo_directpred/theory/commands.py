@@ -10,18 +10,22 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
 from pathlib import Path
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``theory`` with its ``check`` and ``figures`` actions to the console command."""
-    parser = subparsers.add_parser(
+    from solo_directpred.cli import add_command_group
+
+    actions = add_command_group(
+        subparsers,
         "theory",
         help="simulate the paper's linear-network theory: numerical checks and figures",
         description="Executable version of the theory of Tian, Chen & Ganguli (ICML 2021): the linear "
         "model of Lemma 1, the decoupled per-mode dynamics and the scalar BYOL of App. D.",
+        dest="theory_command",
     )
-    actions = parser.add_subparsers(dest="theory_command", metavar="ACTION")
 
     check = actions.add_parser(
         "check",
@@ -46,13 +50,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     figures.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     figures.set_defaults(func=run_figures)
 
-    parser.set_defaults(func=lambda args: _usage(parser))
-    return parser
 
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
+def _selected(only: list[str] | None, available: Iterable[str], what: str) -> list[str] | None:
+    """The names ``--only`` selects (default: all ``available``); None if some are unknown (printed)."""
+    known = list(available)
+    names = only or known
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        print(f"error: --only got unknown {what}(s) {unknown}; available: {', '.join(known)}")
+        return None
+    return names
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -62,10 +69,8 @@ def run_check(args: argparse.Namespace) -> int:
 
     from solo_directpred.theory.checks import CHECKS, run_checks
 
-    names = args.only or list(CHECKS)
-    unknown = [name for name in names if name not in CHECKS]
-    if unknown:
-        print(f"error: --only got unknown check(s) {unknown}; available: {', '.join(CHECKS)}")
+    names = _selected(args.only, CHECKS, "check")
+    if names is None:
         return 2
     start = time.perf_counter()
     results = run_checks(names, progress=not args.no_progress)
@@ -91,10 +96,8 @@ def run_figures(args: argparse.Namespace) -> int:
     """Draw the figures into ``--out`` and print where they went and the parameters the paper leaves open."""
     from solo_directpred.theory.figures import FIGURES, UNSPECIFIED, save_figures
 
-    which = args.only or list(FIGURES)
-    unknown = [w for w in which if w not in FIGURES]
-    if unknown:
-        print(f"error: --only got unknown figure(s) {unknown}; available: {', '.join(FIGURES)}")
+    which = _selected(args.only, FIGURES, "figure")
+    if which is None:
         return 2
     if args.dpi < 20:
         print(f"error: --dpi={args.dpi} is too small; use at least 20")

@@ -34,6 +34,7 @@ UNSPECIFIED: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 STABLE, UNSTABLE, SADDLE = "tab:red", "tab:green", "tab:orange"
@@ -48,11 +49,20 @@ def _pyplot():
     return plt
 
 
+def _mark(
+    ax: Axes, x: float, y: float, color: str, label: str | None = None, ms: float = 9, zorder: int = 5
+) -> None:
+    """A fixed point: a dot of ``color`` at ``(x, y)``, drawn above the flow lines."""
+    ax.plot([x], [y], "o", color=color, ms=ms, zorder=zorder, label=label)
+
+
 def figure3() -> Figure:
     """Fig. 3: phase portraits of Eqns. 11-12 in the (p, s) plane, τ = 1, α_p = 1, η ∈ {0, 0.01, 1}."""
     plt = _pyplot()
     modes_kw = dict(sigma2=SIGMA2, alpha_p=1.0, target="fixed")
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig.suptitle(rf"Fig. 3: flow of Eqns. 11-12, $\tau=1$, $\alpha_p=1$, $\sigma^2={SIGMA2}$")
+    axes[0].set_ylabel(r"$s_j$ (eigenvalue of $F$)")
     p = np.linspace(-0.3, 1.0, 60)
     s = np.linspace(0.0, 1.0, 60)
     P, S = np.meshgrid(p, s)
@@ -70,20 +80,12 @@ def figure3() -> Figure:
             )
             ax.plot([p_star, p[-1]], [0, 0], color=STABLE, lw=4, solid_capstyle="butt")
         else:
-            ax.plot([0], [0], "o", color=STABLE, ms=9, zorder=5, label="stable")
+            _mark(ax, 0, 0, STABLE, "stable")
             roots = fixed_points(1.0, SIGMA2, eta)
             if roots is not None:
                 p_minus, p_plus = roots
-                ax.plot([p_plus], [p_plus**2], "o", color=STABLE, ms=9, zorder=5)
-                ax.plot(
-                    [p_minus],
-                    [p_minus**2],
-                    "o",
-                    color=UNSTABLE,
-                    ms=7,
-                    zorder=6,
-                    label=rf"unstable $p^*_-={p_minus:.4f}$",
-                )
+                _mark(ax, p_plus, p_plus**2, STABLE)
+                _mark(ax, p_minus, p_minus**2, UNSTABLE, rf"unstable $p^*_-={p_minus:.4f}$", ms=7, zorder=6)
                 inset = ax.inset_axes([0.08, 0.52, 0.36, 0.36])
                 pi, si = np.linspace(-0.01, 0.04, 30), np.linspace(0.0, 1.2e-3, 30)
                 Pi, Si = np.meshgrid(pi, si)
@@ -105,8 +107,6 @@ def figure3() -> Figure:
         ax.set_xlabel(r"$p_j$ (predictor eigenvalue)")
         ax.set_title(rf"$\eta={eta:g}$")
         ax.legend(loc="lower right", fontsize=7, framealpha=0.9)
-    axes[0].set_ylabel(r"$s_j$ (eigenvalue of $F$)")
-    fig.suptitle(rf"Fig. 3: flow of Eqns. 11-12, $\tau=1$, $\alpha_p=1$, $\sigma^2={SIGMA2}$")
     fig.tight_layout()
     return fig
 
@@ -116,6 +116,8 @@ def figure4() -> Figure:
     plt = _pyplot()
     tau = 1.0
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig.suptitle(rf"Fig. 4: fixed points of Eqn. 16 ($\tau=1$, $\sigma^2={SIGMA2}$)")
+    axes[0].set_ylabel(r"$\dot p_j = p_j^2(\tau-(1+\sigma^2)p_j)-\eta p_j$")
     p = np.linspace(-0.1, 0.8, 400)
     threshold = tau**2 / (4 * (1 + SIGMA2))
     panels = (
@@ -139,42 +141,17 @@ def figure4() -> Figure:
                 )
         roots = fixed_points(tau, SIGMA2, eta)
         if eta == 0.0:
-            ax.plot([0], [0], "o", color=SADDLE, ms=9, zorder=5, label="saddle $p=0$")
-            ax.plot(
-                [tau / (1 + SIGMA2)],
-                [0],
-                "o",
-                color=STABLE,
-                ms=9,
-                zorder=5,
-                label=rf"stable $\tau/(1+\sigma^2)={tau / (1 + SIGMA2):.3f}$",
-            )
+            _mark(ax, 0, 0, SADDLE, "saddle $p=0$")
+            p_star = tau / (1 + SIGMA2)
+            _mark(ax, p_star, 0, STABLE, rf"stable $\tau/(1+\sigma^2)={p_star:.3f}$")
         else:
-            ax.plot([0], [0], "o", color=STABLE, ms=9, zorder=5, label="stable $p=0$")
+            _mark(ax, 0, 0, STABLE, "stable $p=0$")
             if roots is not None:
-                ax.plot(
-                    [roots[0]],
-                    [0],
-                    "o",
-                    color=UNSTABLE,
-                    ms=9,
-                    zorder=5,
-                    label=rf"unstable $p^*_-={roots[0]:.3f}$",
-                )
-                ax.plot(
-                    [roots[1]],
-                    [0],
-                    "o",
-                    color=STABLE,
-                    ms=9,
-                    zorder=5,
-                    label=rf"stable $p^*_+={roots[1]:.3f}$",
-                )
+                _mark(ax, roots[0], 0, UNSTABLE, rf"unstable $p^*_-={roots[0]:.3f}$")
+                _mark(ax, roots[1], 0, STABLE, rf"stable $p^*_+={roots[1]:.3f}$")
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(r"$p_j$")
         ax.legend(fontsize=7, loc="lower left")
-    axes[0].set_ylabel(r"$\dot p_j = p_j^2(\tau-(1+\sigma^2)p_j)-\eta p_j$")
-    fig.suptitle(rf"Fig. 4: fixed points of Eqn. 16 ($\tau=1$, $\sigma^2={SIGMA2}$)")
     fig.tight_layout()
     return fig
 
@@ -184,6 +161,9 @@ def figure5() -> Figure:
     plt = _pyplot()
     runs = figure5_runs()
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
+    fig.suptitle(
+        rf"Fig. 5: Eqns. 11-13, Euler $dt=0.01$, $\sigma^2={SIGMA2}$, start $(p,s,\tau)=(0.02,0.02,0)$"
+    )
     cmap = plt.get_cmap("viridis")
     for row, (kind, values) in enumerate((("eta", FIG5_ETAS), ("beta", FIG5_BETAS))):
         for i, value in enumerate(values):
@@ -208,9 +188,6 @@ def figure5() -> Figure:
     for ax in axes[:, 3]:
         ax.set_ylim(-0.06, 0.1)
         ax.set_xlim(0, 100)
-    fig.suptitle(
-        rf"Fig. 5: Eqns. 11-13, Euler $dt=0.01$, $\sigma^2={SIGMA2}$, start $(p,s,\tau)=(0.02,0.02,0)$"
-    )
     fig.tight_layout()
     return fig
 
@@ -221,6 +198,11 @@ def figure7() -> Figure:
     lr, n1, n2, seeds, t_end = 0.01, 20, 10, 10, 100.0
     gammas = (0.9, 0.99, 0.996)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharey=True)
+    fig.suptitle(
+        r"Fig. 7: $W_a$ stays proportional to $W$ (A1); $X=I$, $\sigma=0.03$, $W_a(0)=0$, "
+        r"mean $\pm$ std of 10 runs (note the y range)"
+    )
+    axes[0].set_ylabel(r"$\langle W_a, W\rangle / \|W_a\|\|W\|$")
     cmap = plt.get_cmap("plasma")
     for ax, eta in zip(axes, (0.0, 0.01, 0.1)):
         for i, gamma in enumerate(gammas):
@@ -243,12 +225,7 @@ def figure7() -> Figure:
         ax.set_xlabel("t (= lr x steps)")
         ax.set_ylim(0.97, 1.002)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(r"$\langle W_a, W\rangle / \|W_a\|\|W\|$")
     axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(
-        r"Fig. 7: $W_a$ stays proportional to $W$ (A1); $X=I$, $\sigma=0.03$, $W_a(0)=0$, "
-        r"mean $\pm$ std of 10 runs (note the y range)"
-    )
     fig.tight_layout()
     return fig
 
@@ -259,6 +236,9 @@ def figure8() -> Figure:
     n, seeds, t_end = 10, 5, 200.0
     taus, etas = (0.2, 0.5, 1.0), (0.001, 0.01, 0.05)
     fig, axes = plt.subplots(3, 3, figsize=(12, 8), sharex=True, sharey=True)
+    fig.suptitle(
+        rf"Fig. 8: $W_p=A+B$ under App. Eqn. 62 ($F=W_p^\top W_p$, $\sigma^2={SIGMA2}$, 5 random starts)"
+    )
     for r, eta in enumerate(etas):
         for c, tau in enumerate(taus):
             ax = axes[r, c]
@@ -278,9 +258,6 @@ def figure8() -> Figure:
             if r == 2:
                 ax.set_xlabel("t")
     axes[0, 0].legend(fontsize=8, loc="lower left")
-    fig.suptitle(
-        rf"Fig. 8: $W_p=A+B$ under App. Eqn. 62 ($F=W_p^\top W_p$, $\sigma^2={SIGMA2}$, 5 random starts)"
-    )
     fig.tight_layout()
     return fig
 
@@ -291,6 +268,8 @@ def figure9() -> Figure:
     F0, Wp0 = commutator_start()
     taus, etas = (0.1, 0.5, 1.0), (0.0, 0.01, 0.1)
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.9), sharey=True)
+    fig.suptitle(rf"Fig. 9: eigenspace alignment (Thm. 3), symmetrised dynamics, $\sigma^2={SIGMA2}$")
+    axes[0].set_ylabel(r"$\|[F,W_p]\|_F$ / initial value")
     cmap = plt.get_cmap("viridis")
     for ax, tau in zip(axes, taus):
         for i, eta in enumerate(etas):
@@ -312,8 +291,6 @@ def figure9() -> Figure:
         ax.set_ylim(1e-12, 1e3)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="lower left")
-    axes[0].set_ylabel(r"$\|[F,W_p]\|_F$ / initial value")
-    fig.suptitle(rf"Fig. 9: eigenspace alignment (Thm. 3), symmetrised dynamics, $\sigma^2={SIGMA2}$")
     fig.tight_layout()
     return fig
 
@@ -324,6 +301,7 @@ def figure10() -> Figure:
     byol = ScalarBYOL(lambda_s=1.0, lambda_d=0.5, alpha_p=1.0, beta=1.0)
     ratio = byol.balanced_predictor
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
+    fig.suptitle(r"Fig. 10: scalar BYOL (App. D), $\lambda_s=1$, $\lambda_d=1/2$, $\alpha_p=\beta=1$")
     grid = np.linspace(-1.5, 1.5, 60)
     G1, G2 = np.meshgrid(grid, grid)
 
@@ -365,7 +343,6 @@ def figure10() -> Figure:
         ax.set_xlim(grid[0], grid[-1])
         ax.set_ylim(grid[0], grid[-1])
         ax.legend(fontsize=7, loc="lower right", framealpha=0.9)
-    fig.suptitle(r"Fig. 10: scalar BYOL (App. D), $\lambda_s=1$, $\lambda_d=1/2$, $\alpha_p=\beta=1$")
     fig.tight_layout()
     return fig
 
