@@ -24,9 +24,10 @@ COMMAND_MODULES: list[str] = [
 
 
 def add_command_group(
-    subparsers: argparse._SubParsersAction, name: str, *, help: str, description: str, dest: str
+    subparsers: argparse._SubParsersAction, name: str, help: str, description: str
 ) -> argparse._SubParsersAction:
-    """Add command ``name`` with actions of its own; returns their sub-parsers (``name`` alone: help)."""
+    """Add command ``name`` with actions of its own; returns their sub-parsers (``name`` alone: help).
+    The chosen action is stored as ``<name>_command``."""
     parser = subparsers.add_parser(name, help=help, description=description)
 
     def usage(_: argparse.Namespace) -> int:
@@ -34,7 +35,7 @@ def add_command_group(
         return 2
 
     parser.set_defaults(func=usage)
-    return parser.add_subparsers(dest=dest, metavar="ACTION")
+    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION")
 
 
 def build_parser() -> argparse.ArgumentParser:

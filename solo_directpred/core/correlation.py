@@ -143,11 +143,6 @@ class RunningCorrelation(nn.Module):
                 second = second - torch.outer(mean, mean)
             return 0.5 * (second + second.T), accepted
 
-    def batch_statistic(self, *views: Tensor) -> tuple[Tensor, Tensor]:
-        """F_b of one batch (pooled views), all-reduced: :meth:`accumulate` then :meth:`reduce_pending`."""
-        self.accumulate(*views)
-        return self.reduce_pending()
-
     def finish_step(self) -> Tensor:
         """Apply the pending micro-batches as one batch: F̂ ← ρ·F̂ + (1 − ρ)·F_b (one all-reduce).
 

@@ -70,12 +70,7 @@ def _plus_eps(matrix: Tensor, top: Tensor, eps: float) -> Tensor | None:
 
 
 def eigh_weight(
-    correlation: Tensor,
-    alpha: float = 0.5,
-    eps: float = 0.1,
-    normalize: bool = True,
-    offset: float | None = None,
-    dtype: torch.dtype = torch.float32,
+    correlation: Tensor, alpha: float, eps: float, normalize: bool, offset: float | None, dtype: torch.dtype
 ) -> tuple[Tensor | None, int]:
     """The ``eigh`` solver: W_p = U diag(p) Uᵀ from an eigendecomposition of F̂ (p from
     :func:`eigenvalue_transform`), and the number of eigh fallbacks."""

@@ -14,9 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = add_command_group(
         subparsers,
         "spectral",
-        help="spectral monitoring: redraw the Fig. 2-style panels of a run",
-        description="Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
-        dest="spectral_command",
+        "spectral monitoring: redraw the Fig. 2-style panels of a run",
+        "Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
     )
     plot = actions.add_parser(
         "plot",

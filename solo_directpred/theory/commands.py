@@ -21,10 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = add_command_group(
         subparsers,
         "theory",
-        help="simulate the paper's linear-network theory: numerical checks and figures",
-        description="Executable version of the theory of Tian, Chen & Ganguli (ICML 2021): the linear "
+        "simulate the paper's linear-network theory: numerical checks and figures",
+        "Executable version of the theory of Tian, Chen & Ganguli (ICML 2021): the linear "
         "model of Lemma 1, the decoupled per-mode dynamics and the scalar BYOL of App. D.",
-        dest="theory_command",
     )
 
     check = actions.add_parser(

@@ -381,12 +381,6 @@ def correlation(W: np.ndarray, data_cov: np.ndarray) -> np.ndarray:
     return W @ data_cov @ np.swapaxes(W, -1, -2)
 
 
-def commutator_norm(F: np.ndarray, Wp: np.ndarray) -> np.ndarray:
-    """``‖[F, W_p]‖_F = ‖F W_p − W_p F‖_F`` (Theorem 3), batched over leading axes."""
-    C = F @ Wp - Wp @ F
-    return np.sqrt((C**2).sum(axis=(-2, -1)))
-
-
 def target_alignment(W: np.ndarray, Wa: np.ndarray) -> np.ndarray:
     """Normalised correlation ``⟨W_a, W⟩_F / (‖W_a‖_F ‖W‖_F)`` (checks assumption A1, Fig. 7)."""
     num = (W * Wa).sum(axis=(-2, -1))

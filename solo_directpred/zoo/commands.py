@@ -25,9 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     actions = add_command_group(
         subparsers,
         "zoo",
-        help="pretrained checkpoints: list, info, download, verify, export",
-        description="The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
-        dest="zoo_command",
+        "pretrained checkpoints: list, info, download, verify, export",
+        "The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
     )
 
     p = actions.add_parser("list", help="list the checkpoints of the manifest(s)")

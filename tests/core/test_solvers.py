@@ -134,7 +134,7 @@ def test_the_module_uses_the_functional_form_of_its_solver(solver, alpha):
         predictor.update(batch)
     f_hat = predictor.correlation
     expected = {
-        "eigh": lambda: eigh_weight(f_hat, alpha, 0.05)[0],
+        "eigh": lambda: eigh_weight(f_hat, alpha, 0.05, True, None, torch.float32)[0],
         "newton_schulz": lambda: newton_schulz_weight(f_hat, 0.05, ns_iters=12, num_iters=20)[0],
         "power": lambda: power_weight(f_hat, 0.05, num_iters=20)[0],
     }[solver]()
