@@ -3,9 +3,14 @@
 Cells (all through ``solo.methods.METHODS``, built as in :mod:`accuracy`):
 
 * with EMA: DirectPred, DirectCopy, a gradient-trained linear predictor, upstream BYOL's 2-layer MLP
-  predictor and no predictor (W_p = I);
-* without EMA (target = sg(online)): DirectPred and the trained linear predictor;
-* a random network (the same backbone, not trained): the floor every learned feature must clear.
+  predictor, no predictor (W_p = I), and DirectPred trained with IsoLoss (docs/losses.md);
+* without EMA (target = sg(online)): DirectPred and the trained linear predictor at the protocol's settings,
+  and DirectPred with IsoLoss and with the cosine loss at the IsoLoss code's no-EMA settings (ρ 0.5, lr 0.1);
+* a random network (the same backbone, not trained): the floor every learned feature must clear;
+* optional (``--cells``): DirectPred with ε = 0 or 0.5 (Table 6) and with freq = 5 (Table 8).
+
+Every epoch also records kNN on small fixed subsets and the label-free metrics (RankMe, LiDAR), so the
+report can compare the checkpoint and the run each metric would pick with kNN's choice.
 
 Every trained cell pretrains the backbone on the CIFAR-10 training images (or a fixed subset of them), then
 the frozen backbone is probed on all 10,000 test images: weighted cosine kNN (k = 20, T = 0.07) against the
@@ -19,13 +24,14 @@ Resumable: each finished (cell, seed) is written to ``<out>/cells/<cell>-seed<k>
 rerun of the same command skips the cells already there; ``--seeds`` adds seeds to a finished run. The
 report (``<out>/cifar10_cpu.md`` and ``.json``) is rewritten from all cells on disk after each cell.
 
-    python benchmarks/cifar_cpu.py --data PATH --out OUT            # full protocol: 8 epochs, 3 seeds
-    python benchmarks/cifar_cpu.py --data PATH --out OUT --quick    # quick mode: 4 epochs, 1 seed
+    python benchmarks/cifar_cpu.py --data PATH --out OUT            # full protocol: 8 epochs, 2 seeds
+    python benchmarks/cifar_cpu.py --data PATH --out OUT --quick    # quick mode: 4 epochs, seed 0, 6 cells
     python benchmarks/cifar_cpu.py --data PATH --out OUT --render-only [--export ZOO]
 
-Sizing: a 4-epoch cell on all 50,000 images used 4.5–4.8 CPU-minutes (one torch thread; measured, see each
-cell's ``cpu_s``), so the quick mode's 8 cells need about 17 minutes of 2 idle cores and the full protocol's
-24 about 100 minutes; a shared machine stretches the wall time by its load.
+Sizing (CPU time per cell: ``cpu_s`` in each record): an 8-epoch cell on all 50,000 images takes about 9
+CPU-minutes with EMA and 7 without, one torch thread per worker; the full protocol's 20 trained cells need
+about 90 minutes of 2 idle cores, the quick mode's 6 four-epoch cells about 15. A shared machine stretches
+the wall time by its load.
 """
 
 from __future__ import annotations
@@ -92,6 +98,9 @@ CELLS: tuple[str, ...] = (
     "isoloss_noema",
     "directpred_noema_iso",
 )
+#: Optional cells (``--cells``), not in the default run: the paper's ε (Table 6) and freq (Table 8) for
+#: DirectPred with EMA, against the default cell's ε = 0.1, freq = 1.
+ABLATION_CELLS: tuple[str, ...] = ("directpred_eps0", "directpred_eps0.5", "directpred_freq5")
 RANDOM = "random"
 #: The order cells run in: DirectPred and the two baselines it is compared with first, then the EMA-free
 #: question (issue: does IsoLoss prevent the no-EMA collapse?).
@@ -106,6 +115,7 @@ PRIORITY = (
     "isoloss",
     "linear_noema",
     "directcopy",
+    *ABLATION_CELLS,
 )
 
 
@@ -126,6 +136,9 @@ class Protocol:
 
 
 QUICK = Protocol(epochs=4, seeds=(0,))
+#: The quick mode's cells (about 15 minutes of 2 idle cores): the paper's Table 3 comparison with EMA, and
+#: the no-EMA collapse with the cosine loss against IsoLoss.
+QUICK_CELLS = ("directpred", "mlp", "linear", "none", "directpred_noema", "isoloss_noema")
 
 
 # ---------------------------------------------------------------------------------------------------- data
@@ -474,12 +487,17 @@ def table(summary: dict[str, dict[str, Any]]) -> str:
         ("none (W_p = I)", "none", None),
         ("DirectPred + IsoLoss (no EMA: ρ 0.5, lr 0.1)", "isoloss", "isoloss_noema"),
         ("DirectPred, cosine loss, ρ 0.5, lr 0.1", None, "directpred_noema_iso"),
+        ("DirectPred ε = 0 (Table 6)", "directpred_eps0", None),
+        ("DirectPred ε = 0.5 (Table 6)", "directpred_eps0.5", None),
+        ("DirectPred freq = 5 (Table 8)", "directpred_freq5", None),
     ]
     lines = [
         "| predictor | EMA kNN | EMA linear | no-EMA kNN | no-EMA linear |",
         "|---|---|---|---|---|",
     ]
     for label, ema, noema in rows:
+        if ema in ABLATION_CELLS and ema not in summary:
+            continue  # optional cells: a row only when run
         left = f"{fmt(ema, 'knn')} | {fmt(ema, 'linear')}" if ema else "– | –"
         right = f"{fmt(noema, 'knn')} | {fmt(noema, 'linear')}" if noema else "– | –"
         lines.append(f"| {label} | {left} | {right} |")
@@ -515,6 +533,9 @@ CLAIMS = (
         0,
     ),
     ("IsoLoss vs cosine loss, EMA (sign not claimed)", "isoloss", "directpred", 0),
+    ("Table 6: ε = 0.1 ≥ ε = 0", "directpred", "directpred_eps0", 1),
+    ("Table 6: ε = 0.1 ≥ ε = 0.5", "directpred", "directpred_eps0.5", 1),
+    ("Table 8, 100 epochs: freq = 1 ≥ freq = 5", "directpred", "directpred_freq5", 1),
 )
 
 
@@ -998,8 +1019,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, required=True, help="folder for cells, checkpoints and the report"
     )
-    parser.add_argument("--quick", action="store_true", help="quick mode: 4 epochs, 1 seed")
-    parser.add_argument("--cells", nargs="+", choices=CELLS, default=CELLS, help="default: all")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"quick mode: 4 epochs, seed 0, cells {' '.join(QUICK_CELLS)}"
+    )
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        choices=CELLS + ABLATION_CELLS,
+        default=None,
+        help=f"default: all but the optional {', '.join(ABLATION_CELLS)} (--quick: its own)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--batch-size", type=int, default=None)
@@ -1021,7 +1050,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.render_only:
         report = write_report(args.out, protocol, command)
     else:
-        report = run(protocol, data_root(args.data), args.out, command, args.cells)
+        cells = args.cells or (QUICK_CELLS if args.quick else CELLS)
+        report = run(protocol, data_root(args.data), args.out, command, cells)
     if args.export is not None:
         for bundle in export_checkpoints(args.out, args.export, protocol, command):
             print(f"exported {bundle}", file=sys.stderr)

@@ -254,3 +254,15 @@ def test_label_free_selection_against_knn():
     assert (across["picked"], across["best"], across["lost"]) == ("linear", "directpred", 2.0)
     text = cifar_cpu.selection_tables(chosen)
     assert "| RankMe (representations) | 3 | 2 | 1.7 | 5.0 |" in text
+
+
+def test_optional_ablation_cells_show_only_when_run():
+    p = {}
+    records = [_record("directpred", s, v, v, p) for s, v in enumerate((60, 62))]
+    summary = cifar_cpu.summarize(records)
+    assert "Table 6" not in cifar_cpu.table(summary)
+    records += [_record("directpred_eps0.5", s, v, v, p) for s, v in enumerate((50, 51))]
+    summary = cifar_cpu.summarize(records)
+    assert "| DirectPred ε = 0.5 (Table 6) | 50.5 ± 0.7 (n=2) |" in cifar_cpu.table(summary)
+    verdicts = {c["claim"]: c["verdict"] for c in cifar_cpu.claims(summary, "knn")}
+    assert verdicts["Table 6: ε = 0.1 ≥ ε = 0.5"] == "holds"  # Δ = 10.5 against a spread of 1.6
