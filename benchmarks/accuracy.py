@@ -316,16 +316,65 @@ class TwoViews(torch.utils.data.Dataset):
 class TwoViewCollate:
     """Batch collation applying :func:`augment` twice (picklable, seeded)."""
 
-    def __init__(self, data: TwoViews, spec: DataSpec, mean: np.ndarray, std: np.ndarray, seed: int) -> None:
-        self.data, self.spec = data, spec
+    def __init__(
+        self,
+        data: TwoViews,
+        spec: DataSpec,
+        mean: np.ndarray,
+        std: np.ndarray,
+        seed: int,
+        min_scale: float = 0.5,
+    ) -> None:
+        self.data, self.spec, self.min_scale = data, spec, min_scale
         self.mean, self.std = torch.from_numpy(mean), torch.from_numpy(std)
         self.generator = torch.Generator().manual_seed(seed)
 
     def __call__(self, indices: list[int]):
         idx = torch.tensor(indices)
         x = self.data.images[idx]
-        views = [augment(x, self.spec, self.mean, self.std, self.generator) for _ in range(2)]
+        views = [
+            augment(x, self.spec, self.mean, self.std, self.generator, min_scale=self.min_scale)
+            for _ in range(2)
+        ]
         return idx, views, self.data.labels[idx]
+
+
+def fit_two_views(
+    model: nn.Module,
+    data: dict[str, np.ndarray],
+    spec: DataSpec,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+    min_scale: float = 0.5,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Pretrain ``model`` on two augmented views of ``data["train_x"]`` (seeded shuffling and augmentation)
+    with a quiet one-process CPU Trainer; returns the Trainer. Every benchmark trains through this."""
+    import lightning.pytorch as pl
+
+    dataset = TwoViews(data["train_x"], data["train_y"])
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(seed),
+        collate_fn=TwoViewCollate(dataset, spec, data["mean"], data["std"], seed, min_scale=min_scale),
+    )
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=list(callbacks),
+    )
+    trainer.fit(model, train_dataloaders=loader)
+    return trainer
 
 
 # -------------------------------------------------------------------------------------------------- probes
@@ -435,26 +484,7 @@ def run_job(job: dict) -> dict:
     model = build_method(variant, overrides)
     record: dict[str, Any] = {"variant": job["variant"], "dataset": job["dataset"], "seed": seed}
     if job["variant"] != "random":
-        dataset = TwoViews(data["train_x"], data["train_y"])
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=settings.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(seed),
-            collate_fn=TwoViewCollate(dataset, spec, data["mean"], data["std"], seed),
-        )
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_epochs=epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-        )
-        trainer.fit(model, train_dataloaders=loader)
+        trainer = fit_two_views(model, data, spec, settings.batch_size, epochs, seed)
         record["steps"] = int(trainer.global_step)
         loss = trainer.callback_metrics.get(
             "train_neg_cos_sim_epoch", trainer.callback_metrics.get("train_loss")

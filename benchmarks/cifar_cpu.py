@@ -205,23 +205,6 @@ def prepare(data: dict[str, np.ndarray], protocol: Protocol) -> dict[str, np.nda
     return out
 
 
-class CropCollate(accuracy.TwoViewCollate):
-    """:class:`accuracy.TwoViewCollate` with the protocol's smallest crop area."""
-
-    def __init__(self, *args: Any, min_scale: float, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.min_scale = min_scale
-
-    def __call__(self, indices: list[int]):
-        idx = torch.tensor(indices)
-        x = self.data.images[idx]
-        views = [
-            accuracy.augment(x, self.spec, self.mean, self.std, self.generator, min_scale=self.min_scale)
-            for _ in range(2)
-        ]
-        return idx, views, self.data.labels[idx]
-
-
 # -------------------------------------------------------------------------------------------------- probes
 def probe(backbone: nn.Module, data: dict[str, np.ndarray], seed: int) -> dict[str, float]:
     """kNN and linear-probe accuracy (%) on the test images, effective rank of their features."""
@@ -366,30 +349,17 @@ def run_cell(job: dict) -> dict:
     record["train_images"] = len(data["train_y"])
     record["overrides"] = [f"method={variant.method}", *variant.overrides, *cell_overrides(variant, protocol)]
     if cell != RANDOM:
-        dataset = accuracy.TwoViews(data["train_x"], data["train_y"])
-        loader = torch.utils.data.DataLoader(
-            dataset,
-            batch_size=protocol.batch_size,
-            shuffle=True,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(seed),
-            collate_fn=CropCollate(
-                dataset, CIFAR10, data["mean"], data["std"], seed, min_scale=protocol.min_scale
-            ),
-        )
         tracker = KnnTracker(data, protocol.track_every) if protocol.track_every else None
-        trainer = pl.Trainer(
-            accelerator="cpu",
-            devices=1,
-            max_epochs=protocol.epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
+        trainer = accuracy.fit_two_views(
+            model,
+            data,
+            CIFAR10,
+            protocol.batch_size,
+            protocol.epochs,
+            seed,
+            min_scale=protocol.min_scale,
             callbacks=[tracker.callback] if tracker else [],
         )
-        trainer.fit(model, train_dataloaders=loader)
         record["steps"] = int(trainer.global_step)
         loss = trainer.callback_metrics.get(
             "train_neg_cos_sim_epoch", trainer.callback_metrics.get("train_loss")

@@ -21,8 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accuracy as acc  # noqa: E402  - the grid, data and probes of the accuracy benchmark
@@ -59,31 +57,11 @@ def run(variant_key: str, dataset: str, seed: int, settings: acc.Settings, root:
     model = (
         monitored(METHODS[variant.method]) if variant.method in MONITORABLE else METHODS[variant.method]
     )(cfg)
-    dataset_ = acc.TwoViews(data["train_x"], data["train_y"])
-    loader = torch.utils.data.DataLoader(
-        dataset_,
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-        collate_fn=acc.TwoViewCollate(dataset_, spec, data["mean"], data["std"], seed),
-    )
     directory = root / f"{dataset}-{variant_key}-{seed}"
     monitor = SpectralMonitor(
         every_n_steps=5, plot_every_n_epochs=0, rankme_min=None, zstd_min=None, dirpath=directory
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[monitor],
-    )
-    trainer.fit(model, train_dataloaders=loader)
+    trainer = acc.fit_two_views(model, data, spec, settings.batch_size, epochs, seed, callbacks=[monitor])
     records = read_records(directory / RECORDS_FILE)
     d = records[-1]["scalars"]["dim"]
     rankme = [r["scalars"]["rankme"] / d for r in records]
