@@ -12,7 +12,8 @@ paper's Table 7 is p_j = √max(s_j/s_max − c, 0).
 from __future__ import annotations
 
 import time
-from typing import Literal
+from dataclasses import fields, replace
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -20,9 +21,8 @@ from torch import Tensor, nn
 
 from solo_directpred.core.correlation import RunningCorrelation, distributed_world
 from solo_directpred.core.linalg import safe_eigh, sqrt_newton_schulz, top_eigenvalue
-from solo_directpred.core.schema import SOLVERS
+from solo_directpred.core.schema import SOLVERS, AnalyticSettings, LinearSettings, fail
 
-Solver = Literal["eigh", "newton_schulz", "power", "auto"]
 P_MIN = 1e-4  # floor of the predictor eigenvalues (paper code's clamp)
 _EIGH_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: Largest relative residual of the Lanczos estimate of λ_max accepted by the matmul-only solvers; above it
@@ -183,18 +183,24 @@ class AnalyticPredictor(nn.Module):
 
     Args:
         dim: width d of the predictor input (the projector output).
-        alpha: eigenvalue power α > 0 (½ DirectPred, 1 DirectCopy).
-        eps: ε ≥ 0 added to the normalised eigenvalues (paper best: 0.1).
-        rho: weight on the old correlation estimate, in [0, 1) (paper: 0.3 or 0.5).
-        freq: recompute W_p every ``freq`` ≥ 1 optimizer steps (calls of :meth:`finish_step`).
-        normalize: divide eigenvalues by the largest one (max-normalisation).
-        offset: if set, use p = √max(s/s_max − offset, 0) (Table 7); requires alpha == 0.5.
-        center: use the covariance instead of the (default) uncentred correlation.
-        solver: see above.
-        eigh_dtype: "float32" or "float64".
-        ns_iters: Newton–Schulz iterations; power_iters: Lanczos steps (Krylov dimension) for λ_max.
+        settings: the predictor's settings (:class:`~solo_directpred.core.schema.AnalyticSettings`, which
+            owns their defaults and checks); None: DirectPred's.
         sync_dist: all-reduce batch statistics and broadcast W_p over ``torch.distributed`` when initialised.
-        trainable: keep W_p a trainable parameter between overwrites (freq > 1, paper's code).
+        process_group: the group of ``sync_dist`` (default: the world).
+        keys: settings to override by name, e.g. ``AnalyticPredictor(128, alpha=1.0, eps=0.3, rho=0.5)``:
+
+            * ``alpha``: eigenvalue power α > 0 (½ DirectPred, 1 DirectCopy); ``eps``: ε ≥ 0 added to the
+              normalised eigenvalues (paper best: 0.1); ``rho``: weight on the old correlation estimate, in
+              [0, 1) (paper: 0.3 or 0.5);
+            * ``freq``: recompute W_p every ``freq`` ≥ 1 optimizer steps (calls of :meth:`finish_step`);
+            * ``normalize``: divide eigenvalues by the largest one; ``offset``: p = √max(s/s_max − offset, 0)
+              (Table 7, α = ½); ``center``: the covariance instead of the uncentred correlation;
+            * ``solver`` (see above), ``eigh_dtype`` ("float32"/"float64"), ``ns_iters`` (Newton–Schulz
+              iterations), ``power_iters`` (Lanczos steps for λ_max);
+            * ``trainable``: keep W_p a trainable parameter between overwrites (freq > 1, paper's code).
+
+    Raises:
+        ConfigError: a key that is not a setting, or a value the settings do not allow.
     """
 
     weight: Tensor
@@ -208,60 +214,30 @@ class AnalyticPredictor(nn.Module):
     def __init__(
         self,
         dim: int,
-        alpha: float = 0.5,
-        eps: float = 0.1,
-        rho: float = 0.3,
-        freq: int = 1,
-        normalize: bool = True,
-        offset: float | None = None,
-        center: bool = False,
-        solver: Solver = "eigh",
-        eigh_dtype: str = "float32",
-        ns_iters: int = 24,
-        power_iters: int = 24,
+        settings: AnalyticSettings | None = None,
+        *,
         sync_dist: bool = True,
         process_group: dist.ProcessGroup | None = None,
-        trainable: bool = False,
+        **keys: Any,
     ) -> None:
         super().__init__()
-        if not alpha > 0:
-            raise ValueError(f"alpha must be > 0 (0.5 DirectPred, 1 DirectCopy), got {alpha!r}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if not isinstance(freq, int) or freq < 1:
-            raise ValueError(f"freq must be an integer >= 1, got {freq!r}")
-        if solver not in SOLVERS:
-            raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-        if eigh_dtype not in _EIGH_DTYPES:
-            raise ValueError(f"eigh_dtype must be one of {tuple(_EIGH_DTYPES)}, got {eigh_dtype!r}")
-        if offset is not None and alpha != 0.5:
-            raise ValueError(
-                f"offset (Table 7) is defined for the square root only: alpha must be 0.5, got {alpha}"
-            )
-        if solver == "newton_schulz" and (alpha != 0.5 or offset is not None or not normalize):
-            raise ValueError(
-                "solver 'newton_schulz' computes a square root: "
-                "it needs alpha=0.5, normalize=True and no offset"
-            )
-        if solver == "power" and (alpha != 1.0 or offset is not None or not normalize):
-            raise ValueError(
-                "solver 'power' is DirectCopy's path: it needs alpha=1, normalize=True and no offset"
-            )
-        if ns_iters < 1 or power_iters < 1:
-            raise ValueError(f"ns_iters and power_iters must be >= 1, got {ns_iters} and {power_iters}")
+        names = [f.name for f in fields(AnalyticSettings)]
+        for key in sorted(set(keys) - set(names)):
+            fail(key, keys[key], f"not a setting of the analytic predictor, which are {', '.join(names)}")
+        settings = replace(settings or AnalyticSettings(), **keys).for_kind("directpred").check()
         self.dim = dim
-        self.alpha = float(alpha)
-        self.eps = float(eps)
-        self.freq = freq
-        self.normalize = bool(normalize)
-        self.offset = None if offset is None else float(offset)
-        self.solver = solver
-        self.eigh_dtype = _EIGH_DTYPES[eigh_dtype]
-        self.ns_iters = ns_iters
-        self.power_iters = power_iters
-        self.trainable = bool(trainable)
+        self.alpha = float(settings.alpha)
+        self.eps = float(settings.eps)
+        self.freq = settings.freq
+        self.normalize = settings.normalize
+        self.offset = None if settings.offset is None else float(settings.offset)
+        self.solver = settings.solver
+        self.eigh_dtype = _EIGH_DTYPES[settings.eigh_dtype]
+        self.ns_iters = settings.ns_iters
+        self.power_iters = settings.power_iters
+        self.trainable = settings.trainable
         self.stats = RunningCorrelation(
-            dim, rho=rho, center=center, sync_dist=sync_dist, process_group=process_group
+            dim, rho=settings.rho, center=settings.center, sync_dist=sync_dist, process_group=process_group
         )
         eye = torch.eye(dim, dtype=torch.float32)
         if self.trainable:
@@ -522,12 +498,7 @@ class LinearPredictor(nn.Module):
         init: Literal["random", "identity"] = "random",
     ) -> None:
         super().__init__()
-        if not lr_multiplier > 0:
-            raise ValueError(f"lr_multiplier (alpha_p) must be > 0, got {lr_multiplier!r}")
-        if weight_decay is not None and weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0 or None, got {weight_decay!r}")
-        if init not in ("random", "identity"):
-            raise ValueError(f"init must be 'random' or 'identity', got {init!r}")
+        LinearSettings(bias, symmetric, lr_multiplier, weight_decay, init).check()
         self.dim = dim
         self.symmetric = bool(symmetric)
         self.lr_multiplier = float(lr_multiplier)

@@ -7,8 +7,11 @@
   (docs/spectral.md);
 * :class:`PreemptionSettings` — the ``preemption`` section (docs/scaling.md).
 
-The solo-learn layer validates ``method_kwargs`` against :class:`PredictorSettings`
-(:func:`solo_directpred.sololearn.methods.validate_predictor_cfg`), the monitor builds itself from
+Each predictor's settings check themselves (``check``, raising :class:`ConfigError` with the key, the
+value and what is allowed); :class:`~solo_directpred.core.AnalyticPredictor` and
+:class:`~solo_directpred.core.LinearPredictor` are built from them, and the solo-learn layer checks
+``method_kwargs`` with the same code (:func:`solo_directpred.sololearn.methods.validate_predictor_cfg`,
+which prefixes the keys with ``method_kwargs.``). The monitor builds itself from
 :class:`SpectralSettings` (:meth:`solo_directpred.spectral.SpectralMonitor.from_config`), and
 :func:`hydra_defaults` gives the Hydra nodes the shipped configs start from, so that every key below
 overrides on the command line without ``+`` (README, "Methods" and "Spectral monitoring").
@@ -18,8 +21,8 @@ Pure Python: no torch, no Hydra.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, NoReturn
 
 PREDICTOR_KINDS = ("directpred", "directcopy", "directset", "linear", "none")
 LOSSES = ("cosine", "euclidean", "isoloss", "isoloss_euclidean")
@@ -34,9 +37,35 @@ KIND_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class ConfigError(ValueError):
+    """An invalid setting: the message names the key, the value and what is allowed."""
+
+
+def fail(key: str, value: Any, allowed: str) -> NoReturn:
+    """Raise :class:`ConfigError` as ``key=value is invalid: allowed``."""
+    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
+
+
+def is_int(value: Any) -> bool:
+    """An integer, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_bools(settings: Any, keys: tuple[str, ...], prefix: str) -> None:
+    for key in keys:
+        if not isinstance(getattr(settings, key), bool):
+            fail(prefix + key, getattr(settings, key), "must be true or false")
+
+
 @dataclass(frozen=True)
 class AnalyticSettings:
-    """An analytic predictor's keys (``alpha``, ``eps``, ``rho``, ``solver``: None = the kind's default)."""
+    """An analytic predictor's keys (``alpha``, ``eps``, ``rho``, ``solver``: None = the kind's default,
+    :meth:`for_kind`). Paper §4, Eqn. 18; ``offset`` is Table 7's variant."""
 
     alpha: float | None = None
     eps: float | None = None
@@ -51,16 +80,69 @@ class AnalyticSettings:
     power_iters: int = 24
     trainable: bool = False
 
+    def for_kind(self, kind: str = "directpred") -> AnalyticSettings:
+        """These settings with the kind's defaults (:data:`KIND_DEFAULTS`) in place of None."""
+        defaults = KIND_DEFAULTS[kind]
+        return replace(self, **{key: value for key, value in defaults.items() if getattr(self, key) is None})
+
+    def check(self, prefix: str = "") -> AnalyticSettings:
+        """Raise :class:`ConfigError` on the first invalid key (named ``prefix + key``); returns self.
+        Needs the kind-dependent keys set (:meth:`for_kind`)."""
+        if not is_number(self.alpha) or self.alpha <= 0:
+            fail(prefix + "alpha", self.alpha, "must be a number > 0 (0.5 DirectPred, 1 DirectCopy)")
+        if not is_number(self.rho) or not 0 <= self.rho < 1:
+            fail(prefix + "rho", self.rho, "the weight on the old correlation estimate must be in [0, 1)")
+        if not is_number(self.eps) or self.eps < 0:
+            fail(prefix + "eps", self.eps, "must be a number >= 0")
+        if not is_int(self.freq) or self.freq < 1:
+            fail(prefix + "freq", self.freq, "must be an integer >= 1 (recompute W_p every freq steps)")
+        _check_bools(self, ("normalize", "center", "trainable"), prefix)
+        if self.offset is not None and (not is_number(self.offset) or self.alpha != 0.5):
+            fail(prefix + "offset", self.offset, "must be null or a number, and needs alpha=0.5 (Table 7)")
+        if self.solver not in SOLVERS:
+            fail(prefix + "solver", self.solver, f"must be one of {SOLVERS}")
+        matmul_only = {"newton_schulz": 0.5, "power": 1.0}
+        if self.solver in matmul_only and (
+            self.alpha != matmul_only[self.solver] or self.offset is not None or not self.normalize
+        ):
+            fail(
+                prefix + "solver",
+                self.solver,
+                f"'{self.solver}' needs alpha={matmul_only[self.solver]:g}, normalize=true and no offset",
+            )
+        if self.eigh_dtype not in ("float32", "float64"):
+            fail(prefix + "eigh_dtype", self.eigh_dtype, "must be 'float32' or 'float64'")
+        for key in ("ns_iters", "power_iters"):
+            if not is_int(getattr(self, key)) or getattr(self, key) < 1:
+                fail(prefix + key, getattr(self, key), "must be an integer >= 1")
+        return self
+
 
 @dataclass(frozen=True)
 class LinearSettings:
-    """The gradient-trained linear predictor's keys."""
+    """The gradient-trained linear predictor's keys (paper §4.4, Tables 1–5)."""
 
     bias: bool = False
     symmetric: bool = False
     lr_multiplier: float = 1.0
     weight_decay: float | None = None
     init: str = "random"
+
+    def check(self, prefix: str = "") -> LinearSettings:
+        """Raise :class:`ConfigError` on the first invalid key (named ``prefix + key``); returns self."""
+        _check_bools(self, ("bias", "symmetric"), prefix)
+        if not is_number(self.lr_multiplier) or self.lr_multiplier <= 0:
+            fail(
+                prefix + "lr_multiplier",
+                self.lr_multiplier,
+                "the predictor's relative learning rate alpha_p must be > 0",
+            )
+        if self.weight_decay is not None and (not is_number(self.weight_decay) or self.weight_decay < 0):
+            allowed = "must be null (use the optimizer's) or a number >= 0"
+            fail(prefix + "weight_decay", self.weight_decay, allowed)
+        if self.init not in ("random", "identity"):
+            fail(prefix + "init", self.init, "must be 'random' or 'identity'")
+        return self
 
 
 @dataclass(frozen=True)

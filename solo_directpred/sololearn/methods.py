@@ -39,36 +39,24 @@ from solo.methods.base import BaseMethod, BaseMomentumMethod
 from solo.utils.momentum import initialize_momentum_params
 from torch import nn
 
-from solo_directpred.core import SOLVERS, AnalyticPredictor, IdentityPredictor, LinearPredictor
+from solo_directpred.core import AnalyticPredictor, IdentityPredictor, LinearPredictor
 from solo_directpred.core.losses import symmetric_prediction_loss
 from solo_directpred.core.schema import (
     ISOLOSSES,
-    KIND_DEFAULTS,
     LOSSES,
     PREDICTOR_KINDS,
     PROJECTOR_KEYS,
     AnalyticSettings,
     LinearSettings,
     PredictorSettings,
+    fail,
+    is_int,
 )
+from solo_directpred.core.schema import ConfigError as ConfigError  # re-exported: every config check's error
 
-#: Defaults per predictor kind and the kind-free ones: owned by :mod:`solo_directpred.core.schema`.
-ANALYTIC_DEFAULTS = KIND_DEFAULTS
-COMMON_ANALYTIC_DEFAULTS: dict[str, Any] = {
-    key: value for key, value in asdict(AnalyticSettings()).items() if key not in KIND_DEFAULTS["directpred"]
-}
-LINEAR_DEFAULTS: dict[str, Any] = asdict(LinearSettings())
 #: Every key the plugin's methods accept in ``method_kwargs``.
 METHOD_KWARGS = (*PROJECTOR_KEYS, *PredictorSettings.keys())
 SPECTRAL_DEFAULTS: dict[str, Any] = {"enabled": True}
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value: the message names the key, the value and what is allowed."""
-
-
-def _fail(key: str, value: Any, allowed: str) -> None:
-    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
 
 
 def _select(cfg: omegaconf.DictConfig, key: str, default: Any) -> Any:
@@ -76,12 +64,10 @@ def _select(cfg: omegaconf.DictConfig, key: str, default: Any) -> Any:
     return default if value is None and default is not None else value
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def _settings(cfg: omegaconf.DictConfig, cls: type[AnalyticSettings | LinearSettings]) -> Any:
+    """``cls`` from ``method_kwargs`` (its defaults for missing or null keys)."""
+    defaults = asdict(cls())
+    return cls(**{key: _select(cfg, f"method_kwargs.{key}", value) for key, value in defaults.items()})
 
 
 def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omegaconf.DictConfig:
@@ -89,22 +75,22 @@ def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omeg
     kw = cfg.method_kwargs
     unknown = sorted(set(kw) - set(METHOD_KWARGS) - {"pred_hidden_dim"})  # pred_hidden_dim: error below
     if unknown:
-        _fail(
+        fail(
             f"method_kwargs.{unknown[0]}",
             kw[unknown[0]],
             f"not a key of the plugin's methods; the keys are {', '.join(METHOD_KWARGS)}",
         )
     for key in PROJECTOR_KEYS:
         if OmegaConf.is_missing(kw, key) or key not in kw:
-            _fail(f"method_kwargs.{key}", None, "required, a positive integer")
-        if not _is_int(kw[key]) or kw[key] < 1:
-            _fail(f"method_kwargs.{key}", kw[key], "must be a positive integer")
+            fail(f"method_kwargs.{key}", None, "required, a positive integer")
+        if not is_int(kw[key]) or kw[key] < 1:
+            fail(f"method_kwargs.{key}", kw[key], "must be a positive integer")
     kind = _select(cfg, "method_kwargs.predictor", default_kind)
     if kind not in PREDICTOR_KINDS:
-        _fail("method_kwargs.predictor", kind, f"must be one of {PREDICTOR_KINDS}")
+        fail("method_kwargs.predictor", kind, f"must be one of {PREDICTOR_KINDS}")
     kw.predictor = kind
     if _select(cfg, "method_kwargs.pred_hidden_dim", None) is not None:
-        _fail(
+        fail(
             "method_kwargs.pred_hidden_dim",
             kw.pred_hidden_dim,
             f"the '{kind}' predictor is linear (proj_output_dim x proj_output_dim = "
@@ -114,67 +100,18 @@ def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omeg
     if kind == "none":
         return cfg  # W_p = I: nothing to configure
     if kind == "linear":
-        for key, default in LINEAR_DEFAULTS.items():
-            kw[key] = _select(cfg, f"method_kwargs.{key}", default)
-        for key in ("bias", "symmetric"):
-            if not isinstance(kw[key], bool):
-                _fail(f"method_kwargs.{key}", kw[key], "must be true or false")
-        if not _is_number(kw.lr_multiplier) or kw.lr_multiplier <= 0:
-            _fail(
-                "method_kwargs.lr_multiplier",
-                kw.lr_multiplier,
-                "the predictor's relative learning rate alpha_p must be > 0",
-            )
-        if kw.weight_decay is not None and (not _is_number(kw.weight_decay) or kw.weight_decay < 0):
-            _fail(
-                "method_kwargs.weight_decay",
-                kw.weight_decay,
-                "must be null (use the optimizer's) or a number >= 0",
-            )
-        if kw.init not in ("random", "identity"):
-            _fail("method_kwargs.init", kw.init, "must be 'random' or 'identity'")
-        return cfg
-    defaults = {**ANALYTIC_DEFAULTS[kind], **COMMON_ANALYTIC_DEFAULTS}
-    for key, default in defaults.items():
-        kw[key] = _select(cfg, f"method_kwargs.{key}", default)
-    if kind == "directpred" and kw.alpha != 0.5:
-        _fail(
-            "method_kwargs.alpha",
-            kw.alpha,
-            "the 'directpred' predictor has alpha=0.5; use predictor=directset for another power",
-        )
-    if kind == "directcopy" and kw.alpha != 1.0:
-        _fail(
-            "method_kwargs.alpha",
-            kw.alpha,
-            "the 'directcopy' predictor has alpha=1; use predictor=directset for another power",
-        )
-    if not _is_number(kw.alpha) or kw.alpha <= 0:
-        _fail("method_kwargs.alpha", kw.alpha, "must be a number > 0 (0.5 DirectPred, 1 DirectCopy)")
-    if not _is_number(kw.rho) or not 0 <= kw.rho < 1:
-        _fail("method_kwargs.rho", kw.rho, "the weight on the old correlation estimate must be in [0, 1)")
-    if not _is_number(kw.eps) or kw.eps < 0:
-        _fail("method_kwargs.eps", kw.eps, "must be a number >= 0")
-    if not _is_int(kw.freq) or kw.freq < 1:
-        _fail("method_kwargs.freq", kw.freq, "must be an integer >= 1 (recompute W_p every freq steps)")
-    for key in ("normalize", "center", "trainable"):
-        if not isinstance(kw[key], bool):
-            _fail(f"method_kwargs.{key}", kw[key], "must be true or false")
-    if kw.offset is not None and (not _is_number(kw.offset) or kw.alpha != 0.5):
-        _fail("method_kwargs.offset", kw.offset, "must be null or a number, and needs alpha=0.5 (Table 7)")
-    if kw.solver not in SOLVERS:
-        _fail("method_kwargs.solver", kw.solver, f"must be one of {SOLVERS}")
-    if kw.solver == "newton_schulz" and (kw.alpha != 0.5 or kw.offset is not None or not kw.normalize):
-        _fail(
-            "method_kwargs.solver", kw.solver, "'newton_schulz' needs alpha=0.5, normalize=true and no offset"
-        )
-    if kw.solver == "power" and (kw.alpha != 1.0 or kw.offset is not None or not kw.normalize):
-        _fail("method_kwargs.solver", kw.solver, "'power' needs alpha=1, normalize=true and no offset")
-    if kw.eigh_dtype not in ("float32", "float64"):
-        _fail("method_kwargs.eigh_dtype", kw.eigh_dtype, "must be 'float32' or 'float64'")
-    for key in ("ns_iters", "power_iters"):
-        if not _is_int(kw[key]) or kw[key] < 1:
-            _fail(f"method_kwargs.{key}", kw[key], "must be an integer >= 1")
+        settings = _settings(cfg, LinearSettings).check("method_kwargs.")
+    else:
+        settings = _settings(cfg, AnalyticSettings).for_kind(kind)
+        for fixed_kind, alpha in (("directpred", 0.5), ("directcopy", 1.0)):
+            if kind == fixed_kind and settings.alpha != alpha:
+                fail(
+                    "method_kwargs.alpha",
+                    settings.alpha,
+                    f"the '{kind}' predictor has alpha={alpha:g}; use predictor=directset for another power",
+                )
+        settings.check("method_kwargs.")
+    kw.update(asdict(settings))
     return cfg
 
 
@@ -183,10 +120,10 @@ def validate_loss_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     kw = cfg.method_kwargs
     kw.loss = _select(cfg, "method_kwargs.loss", "cosine")
     if kw.loss not in LOSSES:
-        _fail("method_kwargs.loss", kw.loss, f"must be one of {LOSSES}")
+        fail("method_kwargs.loss", kw.loss, f"must be one of {LOSSES}")
     if kw.loss in ISOLOSSES and (kw.predictor in ("linear", "none") or kw.trainable):
         got = f"predictor={kw.predictor}" + ("" if kw.predictor in ("linear", "none") else ", trainable=true")
-        _fail(
+        fail(
             "method_kwargs.loss",
             kw.loss,
             "IsoLoss needs the fixed symmetric PSD W_p of an analytic predictor (predictor=directpred, "
@@ -202,7 +139,7 @@ def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     for key, default in SPECTRAL_DEFAULTS.items():
         cfg.spectral[key] = _select(cfg, f"spectral.{key}", default)
     if not isinstance(cfg.spectral.enabled, bool):
-        _fail("spectral.enabled", cfg.spectral.enabled, "must be true or false")
+        fail("spectral.enabled", cfg.spectral.enabled, "must be true or false")
     return cfg
 
 
@@ -227,21 +164,7 @@ def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
             weight_decay=None if kw.weight_decay is None else float(kw.weight_decay),
             init=kw.init,
         )
-    return AnalyticPredictor(
-        dim,
-        alpha=float(kw.alpha),
-        eps=float(kw.eps),
-        rho=float(kw.rho),
-        freq=int(kw.freq),
-        normalize=kw.normalize,
-        offset=None if kw.offset is None else float(kw.offset),
-        center=kw.center,
-        solver=kw.solver,
-        eigh_dtype=kw.eigh_dtype,
-        ns_iters=int(kw.ns_iters),
-        power_iters=int(kw.power_iters),
-        trainable=kw.trainable,
-    )
+    return AnalyticPredictor(dim, AnalyticSettings(**{key: kw[key] for key in asdict(AnalyticSettings())}))
 
 
 def build_projector(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from solo_directpred.core import AnalyticPredictor, LinearPredictor, analytic_weight, directcopy
+from solo_directpred.core.schema import AnalyticSettings, ConfigError
 
 
 def _features(n: int = 64, d: int = 8, seed: int = 0, decay: float = 3.0) -> torch.Tensor:
@@ -206,19 +207,56 @@ def test_trainable_mode_is_a_parameter_overwritten_before_next_forward():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"alpha": 0.0}, r"alpha must be > 0 \(0.5 DirectPred, 1 DirectCopy\), got 0.0"),
-        ({"eps": -0.1}, "eps must be >= 0, got -0.1"),
-        ({"freq": 0}, "freq must be an integer >= 1, got 0"),
-        ({"solver": "svd"}, r"solver must be one of \('eigh', 'newton_schulz', 'power', 'auto'\), got 'svd'"),
-        ({"eigh_dtype": "float16"}, "eigh_dtype must be one of"),
-        ({"alpha": 1.0, "solver": "newton_schulz"}, "solver 'newton_schulz' computes a square root"),
-        ({"solver": "power"}, "solver 'power' is DirectCopy's path"),
-        ({"offset": 0.1, "alpha": 1.0}, "offset .* alpha must be 0.5"),
+        ({"alpha": 0.0}, "alpha=0.0 is invalid: must be a number > 0 (0.5 DirectPred, 1 DirectCopy)"),
+        ({"eps": -0.1}, "eps=-0.1 is invalid: must be a number >= 0"),
+        ({"rho": 1.0}, "rho=1.0 is invalid: the weight on the old correlation estimate must be in [0, 1)"),
+        ({"freq": 0}, "freq=0 is invalid: must be an integer >= 1 (recompute W_p every freq steps)"),
+        (
+            {"solver": "svd"},
+            "solver='svd' is invalid: must be one of ('eigh', 'newton_schulz', 'power', 'auto')",
+        ),
+        ({"eigh_dtype": "float16"}, "eigh_dtype='float16' is invalid: must be 'float32' or 'float64'"),
+        (
+            {"alpha": 1.0, "solver": "newton_schulz"},
+            "solver='newton_schulz' is invalid: "
+            "'newton_schulz' needs alpha=0.5, normalize=true and no offset",
+        ),
+        (
+            {"solver": "power"},
+            "solver='power' is invalid: 'power' needs alpha=1, normalize=true and no offset",
+        ),
+        (
+            {"offset": 0.1, "alpha": 1.0},
+            "offset=0.1 is invalid: must be null or a number, and needs alpha=0.5 (Table 7)",
+        ),
+        ({"ns_iters": 0}, "ns_iters=0 is invalid: must be an integer >= 1"),
+        ({"normalize": "yes"}, "normalize='yes' is invalid: must be true or false"),
+        (
+            {"epsilon": 0.1},
+            "epsilon=0.1 is invalid: not a setting of the analytic predictor, which are alpha, eps",
+        ),
     ],
 )
-def test_invalid_arguments_name_the_value(kwargs, message):
-    with pytest.raises(ValueError, match=message):
+def test_invalid_settings_name_key_value_and_what_is_allowed(kwargs, message):
+    """The predictor and ``method_kwargs`` share one set of checks (core/schema.py): same messages."""
+    with pytest.raises(ConfigError) as info:
         AnalyticPredictor(8, **kwargs)
+    assert str(info.value).startswith(message)
+
+
+def test_settings_object_and_keys_give_the_same_predictor():
+    """``AnalyticPredictor(d, settings, **keys)``: keys override the settings; None keys take DirectPred's."""
+    base = AnalyticSettings(alpha=1.0, eps=0.3, rho=0.5, solver="power", freq=3)
+    predictor = AnalyticPredictor(8, base, eps=0.2)
+    assert (predictor.alpha, predictor.eps, predictor.rho, predictor.solver, predictor.freq) == (
+        1.0,
+        0.2,
+        0.5,
+        "power",
+        3,
+    )
+    default = AnalyticPredictor(8)
+    assert (default.alpha, default.eps, default.rho, default.solver) == (0.5, 0.1, 0.3, "eigh")
 
 
 def test_linear_predictor_symmetrize_groups_and_init():
@@ -237,5 +275,7 @@ def test_linear_predictor_symmetrize_groups_and_init():
     before = asym.weight.clone()
     asym.symmetrize()
     torch.testing.assert_close(asym.weight, before)
-    with pytest.raises(ValueError, match=r"lr_multiplier \(alpha_p\) must be > 0, got 0"):
+    with pytest.raises(ConfigError, match=r"lr_multiplier=0 is invalid: .* alpha_p must be > 0"):
         LinearPredictor(6, lr_multiplier=0)
+    with pytest.raises(ConfigError, match=r"init='eye' is invalid: must be 'random' or 'identity'"):
+        LinearPredictor(6, init="eye")
