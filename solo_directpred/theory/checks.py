@@ -35,10 +35,7 @@ from solo_directpred.theory.linear_model import (
 )
 from solo_directpred.theory.loss_modes import (
     EUCLIDEAN_LOSSES,
-    convergence_times,
-    effective_learning_rate,
-    euclidean_mode_velocity,
-    sampled_mode_velocity,
+    LossModes,
 )
 from solo_directpred.theory.modes import (
     ModeDynamics,
@@ -498,24 +495,24 @@ def check_loss_mode_rates() -> Measurement:
     Cosine pair (16 modes, 12 weak ones with ``p_j`` from 0.05 to 0.005): the cosine rate is ``p_j`` times
     IsoLoss's, mode by mode; over the weak modes IsoLoss's rates spread by < 1.3×, the cosine's by > 5×.
     """
-    sigma2 = 0.5
+    modes = LossModes(sigma2=0.5)
     p = np.array([0.6, 0.5, 0.3, 0.2, 0.1, 0.05, 0.01])
     s = p**2
     euclid_err, rate_err = 0.0, 0.0
     for loss, multiplier in zip(EUCLIDEAN_LOSSES, (p, np.ones_like(p))):
-        sampled = sampled_mode_velocity(s, loss, sigma2, num_samples=4096)
-        closed = euclidean_mode_velocity(s, loss, sigma2)
+        sampled = modes.sampled_velocity(s, loss, num_samples=4096)
+        closed = modes.velocity(s, loss)
         euclid_err = max(euclid_err, float(np.max(np.abs(sampled - closed) / np.abs(closed))))
-        rates = effective_learning_rate(s, sampled, sigma2)
+        rates = modes.effective_learning_rate(s, sampled)
         rate_err = max(rate_err, float(np.max(np.abs(rates - multiplier))))
     s0 = np.array([1e-2, 1e-3, 1e-4, 1e-5, 1e-6])
-    t_euclid = convergence_times(s0, "euclidean", sigma2, t_end=1100.0, dt=0.05)
-    t_iso = convergence_times(s0, "isoloss_euclidean", sigma2, t_end=20.0, dt=0.005)
+    t_euclid = modes.convergence_times(s0, "euclidean", t_end=1100.0, dt=0.05)
+    t_iso = modes.convergence_times(s0, "isoloss_euclidean", t_end=20.0, dt=0.005)
     decade_ratio = t_euclid[1:] / t_euclid[:-1]
     decade_step = np.diff(t_iso)
     p_cos = np.concatenate([[0.6, 0.5, 0.4, 0.3], np.geomspace(0.05, 0.005, 12)])
     cos_rates = {
-        loss: sampled_mode_velocity(p_cos**2, loss, sigma2, num_samples=20000) / (2 * p_cos**2)
+        loss: modes.sampled_velocity(p_cos**2, loss, num_samples=20000) / (2 * p_cos**2)
         for loss in ("cosine", "isoloss")
     }
     ratio_err = float(np.max(np.abs(cos_rates["cosine"] / cos_rates["isoloss"] - p_cos)))

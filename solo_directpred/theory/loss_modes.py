@@ -19,64 +19,30 @@ The fixed point ``p_j = τ/(1+σ²)`` is the same; the effective learning rate o
 A weak mode (small ``p_j``) therefore grows as a power law under the Euclidean loss
 (``ds/dt ≈ 2τ s^{1+α}``) but exponentially, at the rate ``2τ`` of every other mode, under IsoLoss.
 
-The cosine losses have no closed form; :func:`sampled_mode_velocity` estimates ``ds_j/dt`` for every
+:class:`LossModes` holds the model's constants (σ², τ, α, ε) and computes all of this. The cosine losses
+have no closed form; :meth:`LossModes.sampled_velocity` estimates ``ds_j/dt`` for every
 loss from samples, by autograd through the package's loss functions (:mod:`solo_directpred.core.losses`).
 Since ``∇_z L_cosine = W_p ∇_z L_isoloss``, the cosine loss's ``ds_j/dt`` is ``p_j`` times IsoLoss's, mode
 by mode: the same multiplier.
 
 Example:
     >>> s = np.array([0.25, 0.01, 1e-4])            # p_j = 0.5, 0.1, 0.01 with α = ½, ε = 0
-    >>> euclid = euclidean_mode_velocity(s, "euclidean", sigma2=0.5)
-    >>> iso = euclidean_mode_velocity(s, "isoloss_euclidean", sigma2=0.5)
+    >>> modes = LossModes(sigma2=0.5)
+    >>> euclid, iso = modes.velocity(s, "euclidean"), modes.velocity(s, "isoloss_euclidean")
     >>> [round(float(r), 4) for r in euclid / iso]
     [0.5, 0.1, 0.01]
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from solo_directpred.theory.integrate import integrate
 
-#: Losses with a closed-form mode velocity (:func:`euclidean_mode_velocity`).
+#: Losses with a closed-form mode velocity (:meth:`LossModes.velocity`).
 EUCLIDEAN_LOSSES = ("euclidean", "isoloss_euclidean")
-
-
-def predictor_eigenvalues(s: np.ndarray, alpha: float = 0.5, eps: float = 0.0) -> np.ndarray:
-    """``p_j = max(s_j, 0)^α + ε``: the closed-form predictor on the eigenvalues ``s_j`` of ``F``."""
-    return np.clip(np.asarray(s, dtype=np.float64), 0.0, None) ** alpha + eps
-
-
-def fixed_point(sigma2: float, tau: float = 1.0, alpha: float = 0.5, eps: float = 0.0) -> tuple[float, float]:
-    """``(p*, s*)`` with ``p* = τ/(1+σ²)`` and ``s* = (p* − ε)^{1/α}`` (requires ``p* > ε``), every loss."""
-    p_star = tau / (1.0 + sigma2)
-    if not p_star > eps:
-        raise ValueError(f"no non-trivial fixed point: p* = tau/(1+sigma2) = {p_star:g} <= eps = {eps:g}")
-    return p_star, (p_star - eps) ** (1.0 / alpha)
-
-
-def euclidean_mode_velocity(
-    s: np.ndarray, loss: str, sigma2: float, tau: float = 1.0, alpha: float = 0.5, eps: float = 0.0
-) -> np.ndarray:
-    """``ds_j/dt`` of every mode under ``euclidean`` or ``isoloss_euclidean`` (closed form, module doc)."""
-    if loss not in EUCLIDEAN_LOSSES:
-        raise ValueError(f"loss must be one of {EUCLIDEAN_LOSSES} (closed form), got {loss!r}")
-    s = np.asarray(s, dtype=np.float64)
-    p = predictor_eigenvalues(s, alpha, eps)
-    multiplier = p if loss == "euclidean" else np.ones_like(p)
-    return 2.0 * multiplier * s * (tau - (1.0 + sigma2) * p)
-
-
-def effective_learning_rate(
-    s: np.ndarray, velocity: np.ndarray, sigma2: float, tau: float = 1.0, alpha: float = 0.5, eps: float = 0.0
-) -> np.ndarray:
-    """``(ds_j/dt) / (2 s_j (τ − (1+σ²) p_j))``: mode j's rate relative to the plain gradient on its error.
-
-    Undefined (a division by zero) for a mode at its fixed point ``p_j = τ/(1+σ²)``.
-    """
-    s = np.asarray(s, dtype=np.float64)
-    p = predictor_eigenvalues(s, alpha, eps)
-    return np.asarray(velocity) / (2.0 * s * (tau - (1.0 + sigma2) * p))
 
 
 def exact_views(num_samples: int, dim: int, sigma2: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -96,60 +62,78 @@ def exact_views(num_samples: int, dim: int, sigma2: float, seed: int = 0) -> tup
     return views[:, :dim], views[:, dim:]
 
 
-def sampled_mode_velocity(
-    s: np.ndarray,
-    loss: str,
-    sigma2: float,
-    tau: float = 1.0,
-    alpha: float = 0.5,
-    eps: float = 0.0,
-    num_samples: int = 20000,
-    seed: int = 0,
-) -> np.ndarray:
-    """``ds_j/dt`` under any loss of :data:`~solo_directpred.core.losses.LOSSES`, by autograd on samples.
+@dataclass(frozen=True)
+class LossModes:
+    """The aligned linear model of the module doc: augmentation ``σ²``, target ``W_a = τ W``, and the
+    predictor set as ``p_j = max(s_j, 0)^α + ε`` from the eigenvalues ``s_j`` of ``F``."""
 
-    ``W = diag(√s_j)``, ``W_p = diag(p_j)`` held constant, ``W_a = τ W``; ``z = W x1``, the prediction
-    ``W_p z`` and the target ``W_a x2`` for the views of :func:`exact_views`. Then
-    ``dW/dt = −½ ∇_W mean(L)`` and ``ds_j/dt = 2 (dW/dt Wᵀ)_jj``. Exact for the Euclidean losses, a
-    Monte-Carlo estimate for the cosine ones.
-    """
-    import torch
+    sigma2: float
+    tau: float = 1.0
+    alpha: float = 0.5
+    eps: float = 0.0
 
-    from solo_directpred.core.losses import prediction_loss
+    def predictor(self, s: np.ndarray) -> np.ndarray:
+        """``p_j = max(s_j, 0)^α + ε``: the closed-form predictor on the eigenvalues ``s_j`` of ``F``."""
+        return np.clip(np.asarray(s, dtype=np.float64), 0.0, None) ** self.alpha + self.eps
 
-    s = np.asarray(s, dtype=np.float64)
-    x1, x2 = (torch.from_numpy(x) for x in exact_views(num_samples, len(s), sigma2, seed))
-    W = torch.diag(torch.from_numpy(np.sqrt(s))).requires_grad_()
-    Wp = torch.diag(torch.from_numpy(predictor_eigenvalues(s, alpha, eps)))
-    z = x1 @ W.T
-    target = (tau * x2 @ W.T).detach()
-    (grad,) = torch.autograd.grad(prediction_loss(loss, z, z @ Wp, target), W)
-    velocity = -0.5 * grad
-    return 2.0 * torch.diagonal(velocity @ W.T).detach().numpy()
+    def fixed_point(self) -> tuple[float, float]:
+        """``(p*, s*)``, ``p* = τ/(1+σ²)`` and ``s* = (p* − ε)^{1/α}`` (requires ``p* > ε``), every loss."""
+        p_star = self.tau / (1.0 + self.sigma2)
+        if not p_star > self.eps:
+            raise ValueError(
+                f"no non-trivial fixed point: p* = tau/(1+sigma2) = {p_star:g} <= eps = {self.eps:g}"
+            )
+        return p_star, (p_star - self.eps) ** (1.0 / self.alpha)
 
+    def _error(self, s: np.ndarray) -> np.ndarray:
+        """``2 s_j (τ − (1+σ²) p_j)``: the plain gradient on mode j's error."""
+        return 2.0 * s * (self.tau - (1.0 + self.sigma2) * self.predictor(s))
 
-def convergence_times(
-    s0: np.ndarray,
-    loss: str,
-    sigma2: float,
-    tau: float = 1.0,
-    alpha: float = 0.5,
-    eps: float = 0.0,
-    fraction: float = 0.5,
-    t_end: float = 200.0,
-    dt: float = 0.01,
-) -> np.ndarray:
-    """Time for each mode to reach ``fraction`` of its fixed point ``s*``, integrating the closed form (RK4).
+    def velocity(self, s: np.ndarray, loss: str) -> np.ndarray:
+        """``ds_j/dt`` of every mode under ``euclidean`` or ``isoloss_euclidean`` (the module doc's forms)."""
+        if loss not in EUCLIDEAN_LOSSES:
+            raise ValueError(f"loss must be one of {EUCLIDEAN_LOSSES} (closed form), got {loss!r}")
+        s = np.asarray(s, dtype=np.float64)
+        return (self.predictor(s) if loss == "euclidean" else 1.0) * self._error(s)
 
-    Modes that have not arrived by ``t_end`` get ``inf``.
-    """
-    _, s_star = fixed_point(sigma2, tau, alpha, eps)
-    steps = int(round(t_end / dt))
+    def effective_learning_rate(self, s: np.ndarray, velocity: np.ndarray) -> np.ndarray:
+        """``(ds_j/dt) / (2 s_j (τ − (1+σ²) p_j))``: mode j's rate relative to the plain gradient on its
+        error. Undefined (a division by zero) for a mode at its fixed point ``p_j = τ/(1+σ²)``.
+        """
+        return np.asarray(velocity) / self._error(np.asarray(s, dtype=np.float64))
 
-    def rhs(y: np.ndarray) -> np.ndarray:
-        return euclidean_mode_velocity(y, loss, sigma2, tau, alpha, eps)
+    def sampled_velocity(
+        self, s: np.ndarray, loss: str, num_samples: int = 20000, seed: int = 0
+    ) -> np.ndarray:
+        """``ds_j/dt`` under any loss of :data:`~solo_directpred.core.losses.LOSSES`, by autograd on samples.
 
-    t, ys = integrate(rhs, np.asarray(s0, dtype=np.float64), dt, steps, "rk4")
-    reached = ys >= fraction * s_star
-    first = np.argmax(reached, axis=0)
-    return np.where(reached.any(axis=0), t[first], np.inf)
+        ``W = diag(√s_j)``, ``W_p = diag(p_j)`` held constant, ``W_a = τ W``; ``z = W x1``, the prediction
+        ``W_p z`` and the target ``W_a x2`` for the views of :func:`exact_views`. Then
+        ``dW/dt = −½ ∇_W mean(L)`` and ``ds_j/dt = 2 (dW/dt Wᵀ)_jj``. Exact for the Euclidean losses, a
+        Monte-Carlo estimate for the cosine ones.
+        """
+        import torch
+
+        from solo_directpred.core.losses import prediction_loss
+
+        s = np.asarray(s, dtype=np.float64)
+        x1, x2 = (torch.from_numpy(x) for x in exact_views(num_samples, len(s), self.sigma2, seed))
+        W = torch.diag(torch.from_numpy(np.sqrt(s))).requires_grad_()
+        Wp = torch.diag(torch.from_numpy(self.predictor(s)))
+        z = x1 @ W.T
+        target = (self.tau * x2 @ W.T).detach()
+        (grad,) = torch.autograd.grad(prediction_loss(loss, z, z @ Wp, target), W)
+        return 2.0 * torch.diagonal(-0.5 * grad @ W.T).detach().numpy()
+
+    def convergence_times(
+        self, s0: np.ndarray, loss: str, fraction: float = 0.5, t_end: float = 200.0, dt: float = 0.01
+    ) -> np.ndarray:
+        """Time for each mode to reach ``fraction`` of its fixed point ``s*``, integrating the closed form
+        (RK4). Modes that have not arrived by ``t_end`` get ``inf``."""
+        s_star = self.fixed_point()[1]
+        steps = int(round(t_end / dt))
+        y0 = np.asarray(s0, dtype=np.float64)
+        t, ys = integrate(lambda y: self.velocity(y, loss), y0, dt, steps, "rk4")
+        reached = ys >= fraction * s_star
+        first = np.argmax(reached, axis=0)
+        return np.where(reached.any(axis=0), t[first], np.inf)

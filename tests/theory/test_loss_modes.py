@@ -4,17 +4,10 @@ import numpy as np
 import pytest
 
 from solo_directpred.core.losses import LOSSES
-from solo_directpred.theory.loss_modes import (
-    convergence_times,
-    effective_learning_rate,
-    euclidean_mode_velocity,
-    exact_views,
-    fixed_point,
-    predictor_eigenvalues,
-    sampled_mode_velocity,
-)
+from solo_directpred.theory.loss_modes import LossModes, exact_views
 
 SIGMA2 = 0.5
+MODES = LossModes(SIGMA2)
 
 
 def test_exact_views_have_the_models_moments():
@@ -32,35 +25,34 @@ def test_exact_views_have_the_models_moments():
 def test_autograd_through_the_package_losses_gives_the_closed_form(loss, alpha, eps, tau):
     """ds_j/dt = 2 m_j s_j (τ − (1+σ²) p_j), m_j = p_j (Euclidean) or 1 (IsoLoss), via the loss code."""
     s = np.array([0.4, 0.2, 0.05, 0.01, 1e-3])
-    sampled = sampled_mode_velocity(s, loss, SIGMA2, tau, alpha, eps, num_samples=2048)
-    closed = euclidean_mode_velocity(s, loss, SIGMA2, tau, alpha, eps)
+    modes = LossModes(SIGMA2, tau=tau, alpha=alpha, eps=eps)
+    sampled = modes.sampled_velocity(s, loss, num_samples=2048)
+    closed = modes.velocity(s, loss)
     np.testing.assert_allclose(sampled, closed, rtol=1e-9)
-    p = predictor_eigenvalues(s, alpha, eps)
+    p = s**alpha + eps
     expected_rate = p if loss == "euclidean" else np.ones_like(p)
-    np.testing.assert_allclose(effective_learning_rate(s, sampled, SIGMA2, tau, alpha, eps), expected_rate)
+    np.testing.assert_allclose(modes.effective_learning_rate(s, sampled), expected_rate)
 
 
 def test_fixed_point_is_shared_by_the_euclidean_losses():
-    p_star, s_star = fixed_point(SIGMA2)
+    p_star, s_star = MODES.fixed_point()
     assert (p_star, s_star) == pytest.approx((2 / 3, 4 / 9))
     for loss in ("euclidean", "isoloss_euclidean"):
-        assert euclidean_mode_velocity(np.array([s_star]), loss, SIGMA2)[0] == pytest.approx(0.0, abs=1e-15)
+        assert MODES.velocity(np.array([s_star]), loss)[0] == pytest.approx(0.0, abs=1e-15)
     with pytest.raises(ValueError, match="no non-trivial fixed point"):
-        fixed_point(SIGMA2, eps=0.7)
+        LossModes(SIGMA2, eps=0.7).fixed_point()
 
 
 def test_cosine_rate_is_p_times_the_isoloss_rate_mode_by_mode():
     p = np.array([0.6, 0.4, 0.2, 0.1, 0.03])
-    cosine = sampled_mode_velocity(p**2, "cosine", SIGMA2, num_samples=4000)
-    iso = sampled_mode_velocity(p**2, "isoloss", SIGMA2, num_samples=4000)
+    cosine = MODES.sampled_velocity(p**2, "cosine", num_samples=4000)
+    iso = MODES.sampled_velocity(p**2, "isoloss", num_samples=4000)
     np.testing.assert_allclose(cosine / iso, p, rtol=1e-10)
 
 
 def test_weak_modes_learn_at_one_rate_under_isoloss_and_at_rates_proportional_to_p_under_cosine():
     p = np.concatenate([[0.6, 0.5, 0.4, 0.3], np.geomspace(0.05, 0.005, 12)])
-    rates = {
-        loss: sampled_mode_velocity(p**2, loss, SIGMA2, num_samples=20000) / (2 * p**2) for loss in LOSSES
-    }
+    rates = {loss: MODES.sampled_velocity(p**2, loss, num_samples=20000) / (2 * p**2) for loss in LOSSES}
     weak = p <= 0.05
     iso = rates["isoloss"][weak]
     assert iso.max() / iso.min() < 1.3  # measured 1.14 (docs/losses.md)
@@ -89,13 +81,13 @@ def test_convergence_times_match_the_closed_forms():
     """Euclidean: time ~ 1/p_j(0) (√10× per decade of s); IsoLoss: ln(10)/(2τ) more per decade."""
     s0 = np.array([1e-2, 1e-4, 1e-6])
     c = 1 + SIGMA2
-    t_iso = convergence_times(s0, "isoloss_euclidean", SIGMA2, t_end=20.0, dt=0.001)
+    t_iso = MODES.convergence_times(s0, "isoloss_euclidean", t_end=20.0, dt=0.001)
     np.testing.assert_allclose(t_iso, _logistic_time(np.sqrt(s0), 1.0, c, 0.5), atol=2e-3)
-    t_euclid = convergence_times(s0, "euclidean", SIGMA2, t_end=1100.0, dt=0.01)
+    t_euclid = MODES.convergence_times(s0, "euclidean", t_end=1100.0, dt=0.01)
     np.testing.assert_allclose(t_euclid, _power_law_time(np.sqrt(s0), 1.0, c, 0.5), rtol=1e-3)
     assert t_euclid[-1] / t_euclid[0] > 50 and t_iso[-1] / t_iso[0] < 3
 
 
 def test_a_mode_that_never_arrives_gets_infinity():
-    times = convergence_times(np.array([1e-2, 1e-8]), "euclidean", SIGMA2, t_end=50.0, dt=0.05)
+    times = MODES.convergence_times(np.array([1e-2, 1e-8]), "euclidean", t_end=50.0, dt=0.05)
     assert np.isfinite(times[0]) and times[1] == np.inf
