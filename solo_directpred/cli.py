@@ -1,9 +1,11 @@
 """The ``solo-directpred`` console command.
 
-Each subcommand lives in its own module, which exposes ``add_parser(subparsers)``: it adds an
-``argparse`` sub-parser and sets ``func`` (called with the parsed namespace, returning an exit code).
-Modules are listed in :data:`COMMAND_MODULES`; they keep heavy imports (solo-learn, Lightning,
-matplotlib) inside their functions so that ``solo-directpred --help`` stays fast.
+Each subcommand lives in its own module, listed in :data:`COMMANDS`. A module of commands exposes
+``add_parser(subparsers)``, which adds its ``argparse`` sub-parsers; the module of a command group
+(``solo-directpred zoo ACTION``) exposes ``add_actions(actions)``, which adds the group's actions, and
+:data:`COMMANDS` gives the group's name, help and description (:func:`add_command_group`). Each parser
+sets ``func`` (called with the parsed namespace, returning an exit code). The modules keep heavy imports
+(solo-learn, Lightning, matplotlib) inside their functions so that ``solo-directpred --help`` stays fast.
 """
 
 from __future__ import annotations
@@ -13,13 +15,36 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: Modules contributing subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES: list[str] = [
-    "solo_directpred.sololearn.commands",
-    "solo_directpred.spectral.commands",
-    "solo_directpred.theory.commands",
-    "solo_directpred.zoo.commands",
-    "solo_directpred.doctor",
+#: Modules contributing subcommands, in the order ``--help`` lists them, each with its command group
+#: (name, help, description) or None (a module of single commands).
+COMMANDS: list[tuple[str, tuple[str, str, str] | None]] = [
+    ("solo_directpred.sololearn.commands", None),
+    (
+        "solo_directpred.spectral.commands",
+        (
+            "spectral",
+            "spectral monitoring: redraw the Fig. 2-style panels of a run",
+            "Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
+        ),
+    ),
+    (
+        "solo_directpred.theory.commands",
+        (
+            "theory",
+            "simulate the paper's linear-network theory: numerical checks and figures",
+            "Executable version of the theory of Tian, Chen & Ganguli (ICML 2021): the linear "
+            "model of Lemma 1, the decoupled per-mode dynamics and the scalar BYOL of App. D.",
+        ),
+    ),
+    (
+        "solo_directpred.zoo.commands",
+        (
+            "zoo",
+            "pretrained checkpoints: list, info, download, verify, export",
+            "The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
+        ),
+    ),
+    ("solo_directpred.doctor", None),
 ]
 
 
@@ -48,14 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"solo-directpred {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name, group in COMMANDS:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as err:
             if err.name is not None and name.startswith(err.name):
                 continue  # that part of the package is not there (yet)
             raise
-        module.add_parser(subparsers)
+        if group is not None:
+            module.add_actions(add_command_group(subparsers, *group))
+        else:
+            module.add_parser(subparsers)
     return parser
 
 

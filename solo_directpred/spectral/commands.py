@@ -7,23 +7,20 @@ import sys
 from pathlib import Path
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``spectral`` command (sub-command ``plot``) to the ``solo-directpred`` parser."""
-    from solo_directpred.cli import add_command_group
-
-    actions = add_command_group(
-        subparsers,
-        "spectral",
-        "spectral monitoring: redraw the Fig. 2-style panels of a run",
-        "Spectral monitoring of a run (eigenvalues of F and W_p, alignment, RankMe).",
-    )
+def add_actions(actions: argparse._SubParsersAction) -> None:
+    """Add ``spectral plot``, which redraws a run's panels (:mod:`solo_directpred.spectral.plots`) from
+    the ``spectra.jsonl`` that :class:`~solo_directpred.spectral.SpectralMonitor` logged."""
     plot = actions.add_parser(
         "plot",
         help="redraw spectral.png from the spectra.jsonl logged by SpectralMonitor",
-        description="Redraw the spectral panels from spectra.jsonl. RUN_DIR is a spectral directory or any "
-        "directory above one (e.g. the run's log directory); every spectral directory found is drawn.",
+        description="Redraw the spectral panels of every spectral directory under RUN_DIR.",
     )
-    plot.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="run directory or spectral directory")
+    plot.add_argument(
+        "run_dir",
+        metavar="RUN_DIR",
+        type=Path,
+        help="a spectral directory or any directory above one (e.g. the run's log directory)",
+    )
     plot.add_argument(
         "--out",
         type=Path,

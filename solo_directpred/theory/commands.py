@@ -14,18 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``theory`` with its ``check`` and ``figures`` actions to the console command."""
-    from solo_directpred.cli import add_command_group
-
-    actions = add_command_group(
-        subparsers,
-        "theory",
-        "simulate the paper's linear-network theory: numerical checks and figures",
-        "Executable version of the theory of Tian, Chen & Ganguli (ICML 2021): the linear "
-        "model of Lemma 1, the decoupled per-mode dynamics and the scalar BYOL of App. D.",
-    )
-
+def add_actions(actions: argparse._SubParsersAction) -> None:
+    """Add the ``check`` and ``figures`` actions of the ``theory`` command."""
     check = actions.add_parser(
         "check",
         help="run the numerical checks of the theory (exit code 1 if any fails)",

@@ -18,16 +18,8 @@ import sys
 from typing import Any
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``zoo`` subcommand and its actions."""
-    from solo_directpred.cli import add_command_group
-
-    actions = add_command_group(
-        subparsers,
-        "zoo",
-        "pretrained checkpoints: list, info, download, verify, export",
-        "The checkpoint zoo: a manifest of published checkpoints, verified downloads, export.",
-    )
+def add_actions(actions: argparse._SubParsersAction) -> None:
+    """Add the actions of the ``zoo`` command."""
 
     p = actions.add_parser("list", help="list the checkpoints of the manifest(s)")
     p.add_argument("--json", action="store_true", help="print the entries as JSON")
