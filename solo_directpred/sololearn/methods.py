@@ -56,7 +56,6 @@ from solo_directpred.core.schema import ConfigError as ConfigError  # re-exporte
 
 #: Every key the plugin's methods accept in ``method_kwargs``.
 METHOD_KWARGS = (*PROJECTOR_KEYS, *PredictorSettings.keys())
-SPECTRAL_DEFAULTS: dict[str, Any] = {"enabled": True}
 
 
 def _select(cfg: omegaconf.DictConfig, key: str, default: Any) -> Any:
@@ -136,8 +135,7 @@ def validate_loss_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
 def validate_spectral_cfg(cfg: omegaconf.DictConfig) -> omegaconf.DictConfig:
     """Fill ``cfg.spectral`` (the monitor's section) with its defaults; the monitor checks the rest."""
     cfg.spectral = _select(cfg, "spectral", {})
-    for key, default in SPECTRAL_DEFAULTS.items():
-        cfg.spectral[key] = _select(cfg, f"spectral.{key}", default)
+    cfg.spectral.enabled = _select(cfg, "spectral.enabled", True)
     if not isinstance(cfg.spectral.enabled, bool):
         fail("spectral.enabled", cfg.spectral.enabled, "must be true or false")
     return cfg
@@ -156,14 +154,7 @@ def build_predictor(kw: omegaconf.DictConfig) -> nn.Module:
     if kw.predictor == "none":
         return IdentityPredictor(dim)
     if kw.predictor == "linear":
-        return LinearPredictor(
-            dim,
-            bias=kw.bias,
-            symmetric=kw.symmetric,
-            lr_multiplier=float(kw.lr_multiplier),
-            weight_decay=None if kw.weight_decay is None else float(kw.weight_decay),
-            init=kw.init,
-        )
+        return LinearPredictor(dim, **{key: kw[key] for key in asdict(LinearSettings())})
     return AnalyticPredictor(dim, AnalyticSettings(**{key: kw[key] for key in asdict(AnalyticSettings())}))
 
 
