@@ -276,8 +276,8 @@ class SpectralMonitor(Callback):
         """Build the monitor from a solo-learn style config section; None when ``enabled`` is false.
 
         Keys (all optional): those of :class:`~solo_directpred.core.schema.SpectralSettings`, which holds
-        their defaults, with the alarm's under ``alarm`` (``rankme_min``, ``zstd_min``, ``stop``);
-        ``enabled: false`` returns None. docs/spectral.md describes each.
+        their defaults, with the alarm's under ``alarm`` (``rankme_min``, ``zstd_min``, ``stop``).
+        docs/spectral.md describes each.
 
         Args:
             cfg_section: a mapping (dict or OmegaConf ``DictConfig``), or None for all defaults.
