@@ -32,11 +32,10 @@ from solo_directpred.spectral.metrics import (
     zstd,
 )
 
+_LAZY = ("CollapseWarning", "SpectralMonitor", "build_callbacks", "selection_checkpoint")
+
 __all__ = [
-    "CollapseWarning",
-    "SpectralMonitor",
-    "build_callbacks",
-    "selection_checkpoint",
+    *_LAZY,
     "SpectralSnapshot",
     "alignment",
     "alpha_req",
@@ -57,7 +56,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("SpectralMonitor", "CollapseWarning", "build_callbacks", "selection_checkpoint"):
+    if name in _LAZY:
         from solo_directpred.spectral import callback
 
         return getattr(callback, name)

@@ -19,8 +19,6 @@ AUTO_RANKME_FRACTION = 0.05
 AUTO_RANKME_FLOOR = 1.5
 #: Default z-std threshold: this many times 1/√d, the z-std of embeddings spread over the sphere.
 AUTO_ZSTD_SCALE = 0.15
-#: The metrics the alarm watches.
-METRICS = ("rankme", "zstd")
 
 
 def check_setting(name: str, value: Any) -> float | str | None:

@@ -1,14 +1,6 @@
-"""``SpectralMonitor``: a Lightning callback that measures the paper's Fig. 2 quantities during training.
-
-Every ``every_n_steps`` optimizer steps it gathers the most recent projector outputs of all ranks, computes
-the metrics of :mod:`solo_directpred.spectral.metrics` once (on rank 0; LiDAR with the views grouped by
-their image's dataset index), logs the scalars to every logger of the run under ``spectral/…`` and the
-spectra as histograms where the logger has them, appends the full spectra to
-``<log_dir>/spectral/spectra.jsonl`` and, every ``plot_every_n_epochs`` epochs, redraws ``spectral.png``
-and sends it to the image-capable loggers (TensorBoard, W&B). At every epoch end it computes RankMe on up
-to ``rankme_samples`` rows of backbone representations and of projector outputs. A collapse alarm, on by
-default, warns (and can stop the run) when RankMe or z-std fall below a threshold or the projections
-are no longer finite.
+"""``SpectralMonitor``: a Lightning callback that measures the paper's Fig. 2 quantities during training,
+with a collapse alarm and label-free checkpoint selection (docs/spectral.md; the class docstring says what it
+reads, when it runs and what it writes).
 """
 
 from __future__ import annotations
@@ -273,7 +265,7 @@ class SpectralMonitor(Callback):
         self._writer: RecordWriter | None = None
         self._plot_process: subprocess.Popen | None = None
         self._records_since_plot = 0
-        self._last_plot_start: float | None = None
+        self._last_plot_start = -math.inf
         self._panels_step: int | None = None
         self._warned: set[str] = set()
 
@@ -284,8 +276,8 @@ class SpectralMonitor(Callback):
         """Build the monitor from a solo-learn style config section; None when ``enabled`` is false.
 
         Keys (all optional): those of :class:`~solo_directpred.core.schema.SpectralSettings`, which holds
-        their defaults, with the alarm's under ``alarm`` (``rankme_min``, ``zstd_min``, ``stop``);
-        ``enabled: false`` returns None. docs/spectral.md describes each.
+        their defaults, with the alarm's under ``alarm`` (``rankme_min``, ``zstd_min``, ``stop``).
+        docs/spectral.md describes each.
 
         Args:
             cfg_section: a mapping (dict or OmegaConf ``DictConfig``), or None for all defaults.
@@ -356,12 +348,8 @@ class SpectralMonitor(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        if self.dirpath is not None:
-            directory = self.dirpath
-        else:
-            base = trainer.log_dir  # a collective call: every rank must make it
-            directory = Path(base or trainer.default_root_dir) / "spectral"
-        self._spectral_dir = Path(directory)
+        # trainer.log_dir is a collective call: every rank must make it
+        self._spectral_dir = self.dirpath or Path(trainer.log_dir or trainer.default_root_dir) / "spectral"
         # each rank keeps its share of the epoch-end RankMe rows
         share = math.ceil(self.rankme_samples / max(trainer.world_size, 1))
         self._representations.capacity = self._projections.capacity = share
@@ -397,14 +385,10 @@ class SpectralMonitor(Callback):
             and len(batch) == 3
         ):
             candidate = batch[0]
-        if (
-            isinstance(candidate, Tensor)
-            and candidate.ndim == 1
-            and candidate.shape[0] == rows
-            and not candidate.is_floating_point()
-        ):
-            return candidate.detach()
-        return None
+        usable = (
+            isinstance(candidate, Tensor) and candidate.shape == (rows,) and not candidate.is_floating_point()
+        )
+        return candidate.detach() if usable else None
 
     def _collect(self, outputs: Any, batch: Any) -> None:
         if not isinstance(outputs, Mapping) or self.output_key not in outputs:
@@ -434,12 +418,11 @@ class SpectralMonitor(Callback):
             )
         if self.rankme_samples:
             first = views[0].detach()
-            self._projections.append(first.reshape(-1, first.shape[-1]) if first.ndim == 2 else first[0])
+            self._projections.append(first if first.ndim == 2 else first[0])
             feats = self._views(outputs, "feats")
             if feats is not None:
-                self._representations.append(
-                    feats[0].detach() if feats[0].ndim == 2 else feats[0][0].detach()
-                )
+                first_feats = feats[0].detach()
+                self._representations.append(first_feats if first_feats.ndim == 2 else first_feats[0])
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -512,18 +495,9 @@ class SpectralMonitor(Callback):
         snapshot = spectral_snapshot(embeddings, predictor, groups=groups)
         scalars = dict(snapshot.scalars, nonfinite_rows=float(nonfinite))
         if self._writer is not None:
-            self._writer.append(
-                make_record(
-                    trainer.global_step,
-                    trainer.current_epoch,
-                    scalars,
-                    snapshot.correlation_eigenvalues.tolist(),
-                    None
-                    if snapshot.predictor_eigenvalues is None
-                    else snapshot.predictor_eigenvalues.tolist(),
-                    None if snapshot.alignment is None else snapshot.alignment.tolist(),
-                )
-            )
+            tensors = (snapshot.correlation_eigenvalues, snapshot.predictor_eigenvalues, snapshot.alignment)
+            spectra = [None if values is None else values.tolist() for values in tensors]
+            self._writer.append(make_record(trainer.global_step, trainer.current_epoch, scalars, *spectra))
             self._records_since_plot += 1
         return scalars, snapshot
 
@@ -597,10 +571,10 @@ class SpectralMonitor(Callback):
         return scalars
 
     def _alarm_failures(self, scalars: Mapping[str, float]) -> list[str]:
-        if scalars.get("num_samples", 0.0) < 2:
-            total = int(scalars.get("nonfinite_rows", 0.0) + scalars.get("num_samples", 0.0))
+        nonfinite, kept = int(scalars.get("nonfinite_rows", 0)), int(scalars.get("num_samples", 0))
+        if kept < 2:
             return [
-                f"{self.log_prefix}nonfinite_rows = {int(scalars.get('nonfinite_rows', 0.0))} of {total} "
+                f"{self.log_prefix}nonfinite_rows = {nonfinite} of {nonfinite + kept} "
                 "buffered projections are NaN/inf: the run diverged"
             ]
         failures = []
@@ -692,10 +666,7 @@ class SpectralMonitor(Callback):
         every = self.plot_every_n_epochs
         if every == 0 or (trainer.current_epoch + 1) % every != 0:
             return
-        recent = (
-            self._last_plot_start is not None
-            and time.monotonic() - self._last_plot_start < self.min_plot_interval_s
-        )
+        recent = time.monotonic() - self._last_plot_start < self.min_plot_interval_s
         if self._records_since_plot and not recent and not self._plot_running():
             self._plot(trainer, background=self.plot_in_background)
 
@@ -723,6 +694,4 @@ def build_callbacks(section: Mapping[str, Any] | None, prefix: str = "spectral")
     monitor = SpectralMonitor.from_config(section, prefix)
     if monitor is None:
         return []
-    if monitor.select_by is None:
-        return [monitor]
-    return [monitor, selection_checkpoint(monitor.select_by)]
+    return [monitor] if monitor.select_by is None else [monitor, selection_checkpoint(monitor.select_by)]

@@ -1,8 +1,8 @@
 """Send the monitor's panels and spectra to the run's loggers where they can show them.
 
-TensorBoard gets the panels as an image and the spectra as histograms; Weights & Biases gets the panels as
-an image and the spectra as histograms; any other logger (CSV) gets neither: the PNG and ``spectra.jsonl``
-on disk hold them. Scalars go to every logger through ``log_metrics`` (in the callback).
+TensorBoard and Weights & Biases get the panels as an image and the spectra as histograms; any other logger
+(CSV) gets neither: the PNG and ``spectra.jsonl`` on disk hold them. Scalars go to every logger through
+``log_metrics`` (in the callback).
 """
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger, WandbLogger
 from torch import Tensor
 
 
-def _is_wandb(logger: Logger) -> bool:
-    return isinstance(logger, WandbLogger)
-
-
 def log_image(loggers: Iterable[Logger], tag: str, image: np.ndarray, step: int) -> list[str]:
     """Log an (H, W, 3) uint8 image under ``tag`` at ``step``; returns the names of the loggers that took it.
 
@@ -27,7 +23,7 @@ def log_image(loggers: Iterable[Logger], tag: str, image: np.ndarray, step: int)
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(tag, image, global_step=step, dataformats="HWC")
-        elif _is_wandb(logger):
+        elif isinstance(logger, WandbLogger):
             logger.log_image(key=tag, images=[image], step=step)
         else:
             continue
@@ -37,19 +33,16 @@ def log_image(loggers: Iterable[Logger], tag: str, image: np.ndarray, step: int)
 
 def log_histograms(loggers: Iterable[Logger], spectra: Mapping[str, Tensor], step: int) -> None:
     """Log each 1-D spectrum in ``spectra`` (name → values) as a histogram named ``name`` at ``step``."""
-    arrays = {name: values.detach().cpu().double().numpy() for name, values in spectra.items()}
-    arrays = {name: values[np.isfinite(values)] for name, values in arrays.items()}
+    finite = {name: values.detach()[values.isfinite()] for name, values in spectra.items()}
+    arrays = {name: values.cpu().double().numpy() for name, values in finite.items() if values.numel()}
     for logger in loggers:
         if isinstance(logger, TensorBoardLogger):
             for name, values in arrays.items():
-                if values.size:
-                    logger.experiment.add_histogram(name, values, global_step=step)
-        elif _is_wandb(logger):
+                logger.experiment.add_histogram(name, values, global_step=step)
+        elif isinstance(logger, WandbLogger):
             import wandb
 
-            logger.log_metrics(
-                {name: wandb.Histogram(values) for name, values in arrays.items() if values.size}, step=step
-            )
+            logger.log_metrics({name: wandb.Histogram(values) for name, values in arrays.items()}, step=step)
 
 
 def read_png(path: str) -> np.ndarray:

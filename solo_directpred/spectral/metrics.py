@@ -87,59 +87,35 @@ def _eigvalsh_descending(matrix: Tensor) -> Tensor:
 
 
 def correlation(z: Tensor) -> Tensor:
-    """Uncentred correlation F = ZᵀZ / N of the embeddings (the paper's F, §3.2).
-
-    Args:
-        z: (N, d) embeddings, any floating dtype.
-
-    Returns:
-        (d, d) float64 symmetric PSD matrix.
-    """
+    """Uncentred correlation F = ZᵀZ / N (the paper's F, §3.2) of (N, d) embeddings of any floating dtype:
+    a (d, d) float64 symmetric PSD matrix."""
     z = _check_embeddings(z)
     return z.T @ z / z.shape[0]
 
 
 def covariance(z: Tensor) -> Tensor:
-    """Covariance C = (Z − 1μᵀ)ᵀ(Z − 1μᵀ) / (N − 1) of the embeddings.
-
-    Args:
-        z: (N, d) embeddings, N ≥ 2.
-
-    Returns:
-        (d, d) float64 symmetric PSD matrix.
-    """
+    """Covariance C = (Z − 1μᵀ)ᵀ(Z − 1μᵀ) / (N − 1) of (N, d) embeddings, N ≥ 2: a (d, d) float64 symmetric
+    PSD matrix."""
     z = _check_embeddings(z, min_rows=2)
     centred = z - z.mean(dim=0, keepdim=True)
     return centred.T @ centred / (z.shape[0] - 1)
 
 
 def eigenvalues(matrix: Tensor) -> Tensor:
-    """Eigenvalues of the symmetric part (M + Mᵀ)/2 of a square matrix, descending, in float64.
+    """Eigenvalues of the symmetric part (M + Mᵀ)/2 of a (d, d) real matrix: (d,) float64, descending.
 
     For F or C these are s_j or λ_k; for a predictor they are the eigenvalues of sym(W_p) that the paper's
     Fig. 2 (column 2) plots.
-
-    Args:
-        matrix: (d, d) real matrix.
-
-    Returns:
-        (d,) float64 tensor, descending.
     """
     return _eigvalsh_descending(_check_square(matrix, "matrix"))
 
 
 def zstd(z: Tensor) -> float:
-    """Mean over dimensions of the standard deviation of the ℓ2-normalised embeddings.
+    """Mean over dimensions of the standard deviation of the ℓ2-normalised (N, d) embeddings, N ≥ 2.
 
-    z-std = (1/d) Σ_i std_n(z_n,i / ‖z_n‖), with the unbiased (N − 1) standard deviation, as solo-learn's
-    ``train_z_std``. 0 means collapse to a single direction; embeddings spread uniformly over the unit sphere
-    give ≈ 1/√d.
-
-    Args:
-        z: (N, d) embeddings, N ≥ 2.
-
-    Returns:
-        z-std in [0, 1].
+    z-std = (1/d) Σ_i std_n(z_n,i / ‖z_n‖) in [0, 1], with the unbiased (N − 1) standard deviation, as
+    solo-learn's ``train_z_std``. 0 means collapse to a single direction; embeddings spread uniformly over
+    the unit sphere give ≈ 1/√d.
     """
     z = _check_embeddings(z, min_rows=2)
     return float(F.normalize(z, dim=1).std(dim=0).mean())
@@ -157,17 +133,11 @@ def _effective_rank(values: Tensor, eps: float = RANKME_EPS) -> float:
 def rankme(z: Tensor, eps: float = RANKME_EPS) -> float:
     """RankMe (Garrido et al., ICML 2023): the exponential of the entropy of the normalised singular values.
 
-    RankMe = exp(−Σ_k p_k log p_k), p_k = σ_k / Σ_l σ_l + ε, σ_k the singular values of Z (uncentred).
-    It equals k for a matrix with k equal non-zero singular values (up to O(d·ε)); at most min(N, d).
-    An all-zero Z gives 0. σ_k = √eig(ZᵀZ) from a float64 ``eigh`` of the d × d Gram matrix (cheaper than an
-    SVD for N ≫ d); singular values below ≈ 1e-8 σ_max are not resolved, which moves RankMe by < 1e-6.
-
-    Args:
-        z: (N, d) embeddings.
-        eps: the ε above (1e-7 in the RankMe paper).
-
-    Returns:
-        RankMe in [0, min(N, d)].
+    RankMe = exp(−Σ_k p_k log p_k), p_k = σ_k / Σ_l σ_l + ε (``eps``, 1e-7 in the RankMe paper), σ_k the
+    singular values of the (N, d) embeddings Z (uncentred). It equals k for a matrix with k equal non-zero
+    singular values (up to O(d·ε)); at most min(N, d). An all-zero Z gives 0. σ_k = √eig(ZᵀZ) from a float64
+    ``eigh`` of the d × d Gram matrix (cheaper than an SVD for N ≫ d); singular values below ≈ 1e-8 σ_max
+    are not resolved, which moves RankMe by < 1e-6.
     """
     z = _check_embeddings(z)
     gram_eigenvalues = _eigvalsh_descending(z.T @ z)
@@ -229,16 +199,9 @@ def lidar(z: Tensor, groups: Tensor, delta: float = LIDAR_DELTA, eps: float = RA
 
 
 def participation_ratio(eigenvalues: Tensor) -> float:
-    """Participation ratio (Σ_k λ_k)² / Σ_k λ_k² of a spectrum: the effective number of dimensions.
-
-    Equals k for k equal non-zero eigenvalues and 0 for an all-zero spectrum.
-
-    Args:
-        eigenvalues: (d,) eigenvalues λ_k of the covariance C (any order; negative round-off is clamped).
-
-    Returns:
-        participation ratio in [0, d].
-    """
+    """Participation ratio (Σ_k λ_k)² / Σ_k λ_k² of the (d,) eigenvalues λ_k of C (any order; negative
+    round-off is clamped): the effective number of dimensions, in [0, d]. Equals k for k equal non-zero
+    eigenvalues and 0 for an all-zero spectrum."""
     lam = _float64(eigenvalues).clamp_min(0)
     squares = (lam * lam).sum()
     if squares <= 0:
@@ -255,29 +218,14 @@ def _alive(eigenvalues: Tensor, rtol: float) -> Tensor:
 
 
 def dead_modes(eigenvalues: Tensor, rtol: float = DEAD_RTOL) -> int:
-    """Number of dead modes: eigenvalues with λ_k / λ_max < ``rtol`` (all of them if λ_max ≤ 0).
-
-    Args:
-        eigenvalues: (d,) eigenvalues, any order.
-        rtol: relative threshold (default 1e-4).
-
-    Returns:
-        count in [0, d].
-    """
+    """Number of dead modes of (d,) eigenvalues in any order: those with λ_k / λ_max < ``rtol`` (all of them
+    if λ_max ≤ 0)."""
     return int((~_alive(eigenvalues, rtol)).sum())
 
 
 def condition_number(eigenvalues: Tensor) -> float:
-    """Condition number λ_max / λ_min of a PSD spectrum, capped at :data:`MAX_CONDITION_NUMBER` (1e12).
-
-    A rank-deficient or all-zero spectrum (λ_min ≤ λ_max / 1e12) gives the cap.
-
-    Args:
-        eigenvalues: (d,) eigenvalues, any order.
-
-    Returns:
-        condition number in [1, 1e12].
-    """
+    """Condition number λ_max / λ_min of (d,) PSD eigenvalues in any order, in [1, 1e12]: a rank-deficient or
+    all-zero spectrum (λ_min ≤ λ_max / 1e12) gives the cap, :data:`MAX_CONDITION_NUMBER`."""
     lam = _float64(eigenvalues)
     top, bottom = float(lam.max()), float(lam.min())
     if top <= 0 or bottom * MAX_CONDITION_NUMBER <= top:
@@ -307,14 +255,8 @@ def alpha_req(eigenvalues: Tensor, rtol: float = DEAD_RTOL) -> tuple[float, floa
 
     Fits log λ_k = c − α log k by least squares over the live modes (λ_k / λ_max ≥ ``rtol``), k = 1, 2, …
     in descending order, and returns α (positive for a decaying spectrum: λ_k ∝ k^{−α} gives exactly α)
-    and the R² of the fit. Fewer than two live modes give (nan, nan).
-
-    Args:
-        eigenvalues: (d,) eigenvalues λ_k of the covariance C, any order.
-        rtol: modes below rtol·λ_max are dead and left out of the fit.
-
-    Returns:
-        ``(alpha, r2)``, r2 ≤ 1.
+    and the R² ≤ 1 of the fit, from the (d,) eigenvalues λ_k of C in any order. Fewer than two live modes
+    give (nan, nan).
     """
     lam = _float64(eigenvalues).sort(descending=True).values
     alive = _alive(lam, rtol)
@@ -329,14 +271,8 @@ def alignment(correlation: Tensor, predictor: Tensor) -> Tensor:
     a_j is the cosine between u_j and W_p u_j: 1 when u_j is an eigenvector of W_p with a positive
     eigenvalue, −1 with a negative one, 0 when W_p u_j = 0 or is orthogonal to u_j. Ordered like the
     descending eigenvalues s_j of F. Where F has repeated eigenvalues its eigenvectors are only defined up
-    to a rotation inside the eigenspace, and so is a_j.
-
-    Args:
-        correlation: (d, d) F of the current embeddings (not a running estimate that W_p was built from).
-        predictor: (d, d) W_p.
-
-    Returns:
-        (d,) float64 tensor with entries in [−1, 1].
+    to a rotation inside the eigenspace, and so is a_j. ``correlation`` is the (d, d) F of the current
+    embeddings (not a running estimate that W_p was built from); returns (d,) float64 in [−1, 1].
     """
     f = _check_square(correlation, "correlation")
     w = _check_square(predictor, "predictor").to(f.device)
@@ -357,14 +293,7 @@ def _alignment_from_vectors(vectors: Tensor, predictor: Tensor) -> Tensor:
 def commutator(correlation: Tensor, predictor: Tensor) -> float:
     """Normalised commutator ‖F W_p − W_p F‖_F / (‖F‖_F ‖W_p‖_F) (Theorem 3: → 0 as W_p aligns with F).
 
-    0 when F and W_p commute (share eigenvectors); at most 2. 0 when either matrix is zero.
-
-    Args:
-        correlation: (d, d) F.
-        predictor: (d, d) W_p.
-
-    Returns:
-        normalised commutator in [0, 2].
+    In [0, 2] for (d, d) F and W_p: 0 when they commute (share eigenvectors) or either is zero.
     """
     f = _check_square(correlation, "correlation")
     w = _check_square(predictor, "predictor").to(f.device)
@@ -375,15 +304,9 @@ def commutator(correlation: Tensor, predictor: Tensor) -> float:
 
 
 def asymmetry(predictor: Tensor) -> float:
-    """Asymmetry ‖W_p − W_pᵀ‖_F / ‖W_p‖_F of the predictor (Fig. 2, column 4).
+    """Asymmetry ‖W_p − W_pᵀ‖_F / ‖W_p‖_F of the (d, d) predictor (Fig. 2, column 4), in [0, 2].
 
     0 for a symmetric W_p, 2 for a skew-symmetric one, 0 for W_p = 0.
-
-    Args:
-        predictor: (d, d) W_p.
-
-    Returns:
-        asymmetry in [0, 2].
     """
     w = _check_square(predictor, "predictor")
     norm = torch.linalg.matrix_norm(w)
@@ -397,15 +320,8 @@ def eigenvalue_slope(correlation: Tensor, predictor: Tensor, rtol: float = DEAD_
 
     s_j are the eigenvalues of F and p_j = u_jᵀ W_p u_j the predictor's gain along the same eigenvector
     (its eigenvalue once aligned). The fit uses the modes with s_j / s_max ≥ ``rtol`` and p_j > 0. A
-    DirectSet(α) predictor p_j ∝ s_j^α gives slope α; DirectPred's +ε flattens the small-s_j end.
-
-    Args:
-        correlation: (d, d) F.
-        predictor: (d, d) W_p.
-        rtol: modes with s_j below rtol·s_max are dead and left out.
-
-    Returns:
-        ``(slope, r2)``; (nan, nan) with fewer than two usable modes.
+    DirectSet(α) predictor p_j ∝ s_j^α gives slope α; DirectPred's +ε flattens the small-s_j end. F and W_p
+    are (d, d); fewer than two usable modes give (nan, nan).
     """
     f = _check_square(correlation, "correlation")
     w = _check_square(predictor, "predictor").to(f.device)
@@ -428,9 +344,8 @@ class SpectralSnapshot:
     Attributes:
         scalars: metric name → value. Always: ``zstd``, ``rankme``, ``participation_ratio``, ``alpha_req``,
             ``alpha_req_r2``, ``condition_number``, ``dead_modes``, ``num_samples``, ``dim``. With groups,
-            ``lidar``. With a
-            predictor also: ``alignment_mean``, ``commutator``, ``asymmetry``, ``eigenvalue_slope``,
-            ``eigenvalue_slope_r2``, ``predictor_negative``.
+            ``lidar``. With a predictor also: ``alignment_mean``, ``commutator``, ``asymmetry``,
+            ``eigenvalue_slope``, ``eigenvalue_slope_r2``, ``predictor_negative``.
         correlation_eigenvalues: (d,) s_j of F, descending.
         predictor_eigenvalues: (d,) eigenvalues of sym(W_p), descending, or None.
         alignment: (d,) a_j in the order of s_j, or None.
@@ -460,9 +375,6 @@ def spectral_snapshot(
         predictor: (d, d) W_p, or None to skip the predictor metrics.
         rtol: dead-mode threshold, also used to select the modes of the two log-log fits.
         groups: (N,) clean-sample id of each row (views of one image share it), or None to skip LiDAR.
-
-    Returns:
-        a :class:`SpectralSnapshot`.
     """
     z = _check_embeddings(z, min_rows=2)
     n, d = z.shape
@@ -490,9 +402,8 @@ def spectral_snapshot(
     }
     if groups is not None:
         scalars["lidar"] = lidar(z, groups)
-    snapshot = SpectralSnapshot(scalars=scalars, correlation_eigenvalues=s)
     if predictor is None:
-        return snapshot
+        return SpectralSnapshot(scalars, s)
     w = _check_square(predictor, "predictor").to(z.device)
     if w.shape != (d, d):
         raise ValueError(f"predictor must be ({d}, {d}) to match the embeddings, got {tuple(w.shape)}")
@@ -507,6 +418,4 @@ def spectral_snapshot(
         eigenvalue_slope_r2=slope_r2,
         predictor_negative=float((predictor_eigenvalues < 0).sum()),
     )
-    snapshot.predictor_eigenvalues = predictor_eigenvalues
-    snapshot.alignment = align
-    return snapshot
+    return SpectralSnapshot(scalars, s, predictor_eigenvalues, align)

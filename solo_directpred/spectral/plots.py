@@ -59,8 +59,7 @@ def _mode_lines(ax, fig, steps, spectra, modes, log: bool, label: str) -> None: 
     colorbar.set_label(label)
 
 
-def _no_predictor(ax, title: str) -> None:  # noqa: ANN001 - matplotlib
-    ax.set_title(title)
+def _no_predictor(ax) -> None:  # noqa: ANN001 - matplotlib
     ax.text(
         0.5,
         0.5,
@@ -71,8 +70,7 @@ def _no_predictor(ax, title: str) -> None:  # noqa: ANN001 - matplotlib
         color="0.4",
         fontsize=11,
     )
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ax.set(xticks=[], yticks=[])
 
 
 def _threshold(ax, metric: str, setting: float | str | None, dim: int) -> None:  # noqa: ANN001 - matplotlib
@@ -89,7 +87,7 @@ def plot_records(
     meta: Mapping[str, Any] | None = None,
     dpi: int = 100,
 ) -> Path:
-    """Draw the six spectral panels of ``records`` (from :func:`read_records`) into a PNG file.
+    """Draw the six spectral panels of ``records`` (from :func:`read_records`) into a PNG; returns its path.
 
     Args:
         records: measurements sorted by step; at least one.
@@ -98,9 +96,6 @@ def plot_records(
         meta: the monitor's settings (``meta.json``): its ``rankme_min``/``zstd_min`` (numbers or ``"auto"``,
             resolved for the logged d) are drawn as lines.
         dpi: resolution; the figure is 15 × 8.6 inches.
-
-    Returns:
-        the written path.
     """
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -119,11 +114,8 @@ def plot_records(
     fig = Figure(figsize=(15, 8.6), dpi=dpi)
     FigureCanvasAgg(fig)
     # A fixed layout: constrained layout would cost seconds per redraw during training.
-    axes = fig.subplots(
-        2,
-        3,
-        gridspec_kw={"left": 0.05, "right": 0.95, "bottom": 0.07, "top": 0.9, "wspace": 0.32, "hspace": 0.32},
-    )
+    layout = {"left": 0.05, "right": 0.95, "bottom": 0.07, "top": 0.9, "wspace": 0.32, "hspace": 0.32}
+    axes = fig.subplots(2, 3, gridspec_kw=layout)
     last = picked[-1]
     fig.suptitle(
         title
@@ -137,13 +129,19 @@ def plot_records(
     ax.set_title("Eigenvalues s_j of F = ZᵀZ/N (log scale)")
     ax.set_ylabel("s_j")
 
+    predictor_panels = {
+        (0, 1): "Eigenvalues of sym(W_p)",
+        (0, 2): "Alignment a_j = cos(u_j, W_p u_j)",
+        (1, 0): "Symmetry and alignment of W_p",
+    }
+    for position, panel_title in predictor_panels.items():
+        axes[position].set_title(panel_title)
     if has_predictor:
         ax = axes[0, 1]
         _mode_lines(
             ax, fig, steps, [r["eig_Wp"] for r in picked], modes, log=False, label="rank (1 = largest)"
         )
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        ax.set_title("Eigenvalues of sym(W_p)")
         ax.set_ylabel("p_j")
 
         ax = axes[0, 2]
@@ -162,7 +160,6 @@ def plot_records(
             interpolation="nearest",
             extent=(steps[0] - half, steps[-1] + half, heat.shape[1] + 0.5, 0.5),
         )
-        ax.set_title("Alignment a_j = cos(u_j, W_p u_j)")
         ax.set_ylabel("eigenvector u_j of F (1 = largest s_j)")
         fig.colorbar(mesh, ax=ax, pad=0.02, fraction=0.06).set_label("a_j")
 
@@ -172,12 +169,10 @@ def plot_records(
             steps, _series(picked, "commutator"), color="tab:orange", label="commutator ‖[F,W_p]‖/(‖F‖‖W_p‖)"
         )
         ax.set_ylim(bottom=0)
-        ax.set_title("Symmetry and alignment of W_p")
         ax.legend(loc="best", fontsize=9)
     else:
-        _no_predictor(axes[0, 1], "Eigenvalues of sym(W_p)")
-        _no_predictor(axes[0, 2], "Alignment a_j = cos(u_j, W_p u_j)")
-        _no_predictor(axes[1, 0], "Symmetry and alignment of W_p")
+        for position in predictor_panels:
+            _no_predictor(axes[position])
 
     ax = axes[1, 1]
     ax.plot(steps, _series(picked, "rankme"), color="tab:blue", label="RankMe")
@@ -216,16 +211,8 @@ def plot_records(
 def plot_spectral_dir(
     directory: str | os.PathLike, out: str | os.PathLike | None = None, dpi: int = 100
 ) -> Path:
-    """Redraw the panels of one spectral directory from its ``spectra.jsonl`` and ``meta.json``.
-
-    Args:
-        directory: a spectral directory (holding ``spectra.jsonl``).
-        out: PNG path; defaults to ``<directory>/spectral.png``.
-        dpi: resolution (the figure is 15 × 8.6 inches).
-
-    Returns:
-        the written path.
-    """
+    """Redraw the panels of a spectral directory from its ``spectra.jsonl`` and ``meta.json`` into ``out``
+    (default ``<directory>/spectral.png``) with :func:`plot_records`; returns the written path."""
     directory = Path(directory)
     records = read_records(directory / RECORDS_FILE)
     if not records:

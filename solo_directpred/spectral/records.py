@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,21 +51,17 @@ def make_record(
         "step": int(step),
         "epoch": int(epoch),
         "scalars": {name: _number(value) for name, value in scalars.items()},
-        "eig_F": [_number(v) for v in correlation_eigenvalues],
     }
-    if predictor_eigenvalues is not None:
-        record["eig_Wp"] = [_number(v) for v in predictor_eigenvalues]
-    if alignment is not None:
-        record["alignment"] = [_number(v) for v in alignment]
+    spectra = {"eig_F": correlation_eigenvalues, "eig_Wp": predictor_eigenvalues, "alignment": alignment}
+    for key, values in spectra.items():
+        if values is not None:
+            record[key] = [_number(v) for v in values]
     return record
 
 
 class RecordWriter:
-    """Appends records to ``spectra.jsonl``; one line, one flush and one fsync per record.
-
-    Args:
-        path: the ``.jsonl`` file (created with its parent directories).
-    """
+    """Appends records to the ``.jsonl`` file ``path`` (created with its parent directories); one line, one
+    flush and one fsync per record."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -91,37 +87,27 @@ class RecordWriter:
             os.fsync(handle.fileno())
 
 
-def _finite(values: Iterable[float | None]) -> list[float]:
-    return [math.nan if v is None else float(v) for v in values]
+def _float(value: float | None) -> float:
+    return math.nan if value is None else float(value)
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a ``spectra.jsonl`` file: records sorted by step, later duplicates of a step win.
-
-    Lines that do not parse (a torn last line after a crash) are skipped. ``null`` numbers come back as nan.
-
-    Args:
-        path: the ``.jsonl`` file.
-
-    Returns:
-        list of records (dicts, see the module docstring).
-    """
+    """The records (see the module docstring) of a ``spectra.jsonl`` file, sorted by step; later duplicates
+    of a step win. Lines that do not parse (a torn last line after a crash) are skipped. ``null`` numbers come
+    back as nan."""
     by_step: dict[int, dict[str, Any]] = {}
     with Path(path).open(encoding="utf-8") as handle:
         for line in handle:
-            line = line.strip()
-            if not line:
-                continue
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue
             if not isinstance(record, dict) or "step" not in record or "eig_F" not in record:
                 continue
-            record["scalars"] = {k: math.nan if v is None else float(v) for k, v in record["scalars"].items()}
+            record["scalars"] = {k: _float(v) for k, v in record["scalars"].items()}
             for key in ("eig_F", "eig_Wp", "alignment"):
                 if key in record:
-                    record[key] = _finite(record[key])
+                    record[key] = [_float(v) for v in record[key]]
             by_step[int(record["step"])] = record
     return [by_step[step] for step in sorted(by_step)]
 
