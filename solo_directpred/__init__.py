@@ -15,6 +15,7 @@ callback, :mod:`solo_directpred.sololearn.upstream`).
 
 from solo_directpred.core import (
     AnalyticPredictor,
+    AnalyticSettings,
     LinearPredictor,
     RunningCorrelation,
     directcopy,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnalyticPredictor",
+    "AnalyticSettings",
     "LinearPredictor",
     "RunningCorrelation",
     "__version__",

@@ -1,4 +1,5 @@
-"""Framework-free building blocks (torch only): running statistics, analytic and linear predictors."""
+"""Framework-free building blocks (torch only): running statistics, analytic and linear predictors and
+their settings (:mod:`solo_directpred.core.schema`)."""
 
 from solo_directpred.core.correlation import RunningCorrelation
 from solo_directpred.core.linalg import (
@@ -19,13 +20,17 @@ from solo_directpred.core.predictors import (
     directpred,
     eigenvalue_transform,
 )
+from solo_directpred.core.schema import AnalyticSettings, ConfigError, LinearSettings
 
 __all__ = [
     "SOLVERS",
     "AnalyticPredictor",
+    "AnalyticSettings",
+    "ConfigError",
     "Eigh",
     "IdentityPredictor",
     "LinearPredictor",
+    "LinearSettings",
     "RunningCorrelation",
     "analytic_weight",
     "directcopy",

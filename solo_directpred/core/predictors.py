@@ -184,7 +184,8 @@ class AnalyticPredictor(nn.Module):
     Args:
         dim: width d of the predictor input (the projector output).
         settings: the predictor's settings (:class:`~solo_directpred.core.schema.AnalyticSettings`, which
-            owns their defaults and checks); None: DirectPred's.
+            owns their defaults and checks); None: DirectPred's. ``AnalyticSettings().for_kind("directcopy")``
+            gives DirectCopy's (α = 1, ε = 0.3, ρ = 0.5, the ``power`` solver).
         sync_dist: all-reduce batch statistics and broadcast W_p over ``torch.distributed`` when initialised.
         process_group: the group of ``sync_dist`` (default: the world).
         keys: settings to override by name, e.g. ``AnalyticPredictor(128, alpha=1.0, eps=0.3, rho=0.5)``:

@@ -257,6 +257,8 @@ def test_settings_object_and_keys_give_the_same_predictor():
     )
     default = AnalyticPredictor(8)
     assert (default.alpha, default.eps, default.rho, default.solver) == (0.5, 0.1, 0.3, "eigh")
+    copy = AnalyticPredictor(8, AnalyticSettings().for_kind("directcopy"))
+    assert (copy.alpha, copy.eps, copy.rho, copy.solver) == (1.0, 0.3, 0.5, "power")
 
 
 def test_linear_predictor_symmetrize_groups_and_init():
