@@ -28,7 +28,7 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from solo_directpred.zoo.checkpoint import (
     read_run_args,
     spec_from_run_args,
     split_state_dict,
+    stem_from_weights,
 )
 from solo_directpred.zoo.errors import ZooError
 from solo_directpred.zoo.manifest import BackboneSpec, ZooEntry, check_source, is_safe_token
@@ -182,9 +183,7 @@ def export_checkpoint(
             raise ZooError(
                 f"{checkpoint} has no args.json beside it and is not a resnet18/50: pass --backbone"
             )
-    conv1 = state.get("conv1.weight")
-    if backbone.name.startswith("resnet") and conv1 is not None and conv1.dim() == 4:
-        backbone = replace(backbone, cifar_stem=conv1.shape[-1] == 3)
+    backbone = stem_from_weights(backbone, state)
     method = method or args.get("method")
     dataset = dataset or (args.get("data") or {}).get("dataset")
     if epochs is None and isinstance(obj, dict) and isinstance(obj.get("epoch"), int):
