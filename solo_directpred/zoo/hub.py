@@ -39,7 +39,7 @@ from solo_directpred.zoo.manifest import (
     load_manifest,
 )
 from solo_directpred.zoo.models import build_backbone, load_weights
-from solo_directpred.zoo.transfer import fetch_file, mismatch, sha256_file
+from solo_directpred.zoo.transfer import fetch_file, mismatch, sha256_file, write_atomically
 
 NameOrPath = Union[str, os.PathLike]
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -204,10 +204,8 @@ def solo_learn_checkpoint(
     if dest.is_file():
         return dest
     state = solo_state_dict(source, prefix=prefix)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": state}, tmp)
-    os.replace(tmp, dest)
+    with write_atomically(dest) as tmp:
+        torch.save({"state_dict": state}, tmp)
     return dest
 
 

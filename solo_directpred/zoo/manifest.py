@@ -410,11 +410,11 @@ def get_entry(name: str, manifest: Mapping[str, ZooEntry] | None = None) -> ZooE
 
 def add_to_manifest(path: str | os.PathLike[str], entry: ZooEntry) -> None:
     """Insert or replace ``entry`` in the manifest file ``path``, creating it if needed (atomic write)."""
+    from solo_directpred.zoo.transfer import write_atomically
+
     path = Path(path)
     data = _read_json(path) if path.exists() else {"schema_version": SCHEMA_VERSION, "checkpoints": []}
     others = [e for e in data["checkpoints"] if e["name"] != entry.name]
     data["checkpoints"] = [*others, entry.to_json()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with write_atomically(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
