@@ -82,15 +82,14 @@ def load_torch_file(path: str | Path) -> Any:
 
 
 def _unsafe_globals(path: Path, allowed: list[Any]) -> str:
-    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # torch >= 2.5
     if finder is None:
         return ""
     allowed_names = {_global_name(g) for g in allowed}
     try:
-        names = [n for n in finder(path) if n not in allowed_names]
+        return ", ".join(n for n in finder(path) if n not in allowed_names)
     except Exception:  # noqa: BLE001 - only used to improve an error message
         return ""
-    return ", ".join(names)
 
 
 def _is_global_refusal(err: Exception) -> bool:

@@ -227,9 +227,7 @@ def verify_cache(
     out = []
     for name in names or sorted(manifest):
         entry = get_entry(name, manifest)
-        for role in FILE_ROLES:
-            if role not in entry.files:
-                continue
+        for role in (r for r in FILE_ROLES if r in entry.files):
             spec, path = entry.files[role], entry_path(entry, role)
             if not path.exists():
                 status = "missing"

@@ -196,17 +196,12 @@ def _fetch_hf(
         path = cached(True)
         problem = mismatch(path, sha256, size)
     if problem is None:
-        _place(path, dest)
+        with write_atomically(dest) as tmp:  # a hard link where the file system allows, else a copy
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
     return problem
-
-
-def _place(cached: Path, dest: Path) -> None:
-    """Hard-link (same file system) or copy ``cached`` to ``dest``, atomically."""
-    with write_atomically(dest) as tmp:
-        try:
-            os.link(cached, tmp)
-        except OSError:
-            shutil.copyfile(cached, tmp)
 
 
 @contextlib.contextmanager
