@@ -151,9 +151,7 @@ def infer_resnet(state: dict[str, torch.Tensor]) -> BackboneSpec | None:
     bottleneck = "layer1.0.conv3.weight" in state
     names = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), True): "resnet50"}
     name = names.get((blocks, bottleneck))
-    if name is None:
-        return None
-    return BackboneSpec(name=name, kwargs={}, cifar_stem=conv1.shape[-1] == 3)
+    return None if name is None else BackboneSpec(name=name, cifar_stem=conv1.shape[-1] == 3)
 
 
 def spec_from_run_args(args: dict[str, Any]) -> BackboneSpec:

@@ -107,8 +107,7 @@ def resolve_checkpoint(
         return _existing(Path(name_or_path))
     text = str(name_or_path)
     if "://" in text:
-        reason = check_source(text)
-        if reason is not None:
+        if (reason := check_source(text)) is not None:
             raise ZooError(reason)
         return fetch_file([text], url_path(text), sha256=sha256, **fetch_kwargs)
     manifest = load_manifest() if manifest is None else manifest

@@ -226,12 +226,10 @@ class Schema:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this value (optional keys holding None or ``""`` are left out)."""
-        out = {}
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if spec.metadata.get("json", True) and value is not None and value != "":
-                out[spec.name] = _to_json(value)
-        return out
+        values = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("json", True)
+        }
+        return {name: _to_json(value) for name, value in values.items() if value is not None and value != ""}
 
 
 def _from_json(hint: Any, value: object, at: str, problems: list[str]) -> Any:
