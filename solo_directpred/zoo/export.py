@@ -235,9 +235,5 @@ def export_checkpoint(
     }
     if description:
         entry["description"] = description
-    return ExportResult(
-        files["backbone"],
-        files.get("checkpoint"),
-        meta_path,
-        ZooEntry.from_json(entry, f"export of {checkpoint}"),
-    )
+    validated = ZooEntry.from_json(entry, f"export of {checkpoint}")
+    return ExportResult(files["backbone"], files.get("checkpoint"), meta_path, validated)
