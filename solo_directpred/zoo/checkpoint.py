@@ -21,8 +21,10 @@ Metadata comes from, in order: the safetensors header, ``STEM.json`` beside the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import pickle
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ METADATA_VERSION = 1
 #: solo-learn swaps the ResNet stem for these datasets (``solo/methods/base.py``).
 CIFAR_DATASETS = ("cifar10", "cifar100")
 _LEGACY_PREFIX = "encoder."
+#: OmegaConf's value nodes (``BytesNode`` and ``PathNode`` exist in newer releases only).
+_OMEGACONF_NODES = "AnyNode StringNode IntegerNode FloatNode BooleanNode BytesNode PathNode".split()
 
 
 def omegaconf_globals() -> list[Any]:
@@ -48,37 +52,9 @@ def omegaconf_globals() -> list[Any]:
         from omegaconf import DictConfig, ListConfig, base, nodes
     except ImportError:
         return []
-    import collections
-    import typing
-
-    node_types = [
-        getattr(nodes, name)
-        for name in (
-            "AnyNode",
-            "StringNode",
-            "IntegerNode",
-            "FloatNode",
-            "BooleanNode",
-            "BytesNode",
-            "PathNode",
-        )
-        if hasattr(nodes, name)
-    ]
-    return [
-        DictConfig,
-        ListConfig,
-        base.Metadata,
-        base.ContainerMetadata,
-        *node_types,
-        typing.Any,
-        collections.defaultdict,
-        dict,
-        list,
-        int,
-        float,
-        str,
-        bool,
-    ]
+    node_types = [getattr(nodes, name) for name in _OMEGACONF_NODES if hasattr(nodes, name)]
+    containers = [DictConfig, ListConfig, base.Metadata, base.ContainerMetadata, defaultdict, Any]
+    return [*containers, *node_types, dict, list, int, float, str, bool]
 
 
 def load_torch_file(path: str | Path) -> Any:
@@ -89,42 +65,31 @@ def load_torch_file(path: str | Path) -> Any:
         ZooError: the file is not a readable torch file.
     """
     path = Path(path)
+    allowed = omegaconf_globals()
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+        with safe_globals(allowed) if allowed and safe_globals else contextlib.nullcontext():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         if not _is_global_refusal(err):
             raise ZooError(f"cannot read {path} as a torch checkpoint ({_last_line(err)})") from err
-        cause: Exception = err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ZooError(f"cannot read {path} as a torch checkpoint ({_last_line(err)})") from err
-    allowed = omegaconf_globals()
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    if allowed and safe_globals is not None:
-        try:
-            with safe_globals(allowed):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as err:
-            if not _is_global_refusal(err):
-                raise ZooError(f"cannot read {path} as a torch checkpoint ({_last_line(err)})") from err
-            cause = err
-    raise UnsafeCheckpointError(
-        f"{path} cannot be loaded with torch.load(weights_only=True): it needs pickle globals "
-        f"{_unsafe_globals(path, allowed) or '(unknown)'}, and the zoo never executes arbitrary pickle. "
-        "If you trust the file, re-save its tensors: torch.save({'state_dict': "
-        "torch.load(PATH, weights_only=False)['state_dict']}, 'clean.ckpt')"
-    ) from cause
+        raise UnsafeCheckpointError(
+            f"{path} cannot be loaded with torch.load(weights_only=True): it needs pickle globals "
+            f"{_unsafe_globals(path, allowed) or '(unknown)'}, and the zoo never executes arbitrary pickle. "
+            "If you trust the file, re-save its tensors: torch.save({'state_dict': "
+            "torch.load(PATH, weights_only=False)['state_dict']}, 'clean.ckpt')"
+        ) from err
 
 
 def _unsafe_globals(path: Path, allowed: list[Any]) -> str:
-    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    finder = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # torch >= 2.5
     if finder is None:
         return ""
     allowed_names = {_global_name(g) for g in allowed}
     try:
-        names = [n for n in finder(path) if n not in allowed_names]
+        return ", ".join(n for n in finder(path) if n not in allowed_names)
     except Exception:  # noqa: BLE001 - only used to improve an error message
         return ""
-    return ", ".join(names)
 
 
 def _is_global_refusal(err: Exception) -> bool:
@@ -186,9 +151,7 @@ def infer_resnet(state: dict[str, torch.Tensor]) -> BackboneSpec | None:
     bottleneck = "layer1.0.conv3.weight" in state
     names = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), True): "resnet50"}
     name = names.get((blocks, bottleneck))
-    if name is None:
-        return None
-    return BackboneSpec(name=name, kwargs={}, cifar_stem=conv1.shape[-1] == 3)
+    return None if name is None else BackboneSpec(name=name, cifar_stem=conv1.shape[-1] == 3)
 
 
 def spec_from_run_args(args: dict[str, Any]) -> BackboneSpec:
@@ -203,6 +166,17 @@ def spec_from_run_args(args: dict[str, Any]) -> BackboneSpec:
         kwargs=dict(backbone.get("kwargs") or {}),
         cifar_stem=name.startswith("resnet") and dataset in CIFAR_DATASETS,
     )
+
+
+def stem_from_weights(spec: BackboneSpec, state: dict[str, torch.Tensor]) -> BackboneSpec:
+    """``spec`` with a ResNet's ``cifar_stem`` read off ``conv1.weight`` (3x3: CIFAR, 7x7: ImageNet).
+
+    The weights, not the dataset name or a flag, tell which stem a run really used.
+    """
+    conv1 = state.get("conv1.weight")
+    if spec.name.startswith("resnet") and conv1 is not None and conv1.dim() == 4:
+        return replace(spec, cifar_stem=conv1.shape[-1] == 3)
+    return spec
 
 
 def read_run_args(path: str | Path) -> dict[str, Any] | None:
@@ -247,11 +221,10 @@ def read_state_dict(
     if path.suffix != ".safetensors":
         return split_state_dict(load_torch_file(path), prefix), None
     from safetensors import SafetensorError, safe_open
-    from safetensors.torch import load_file
 
     try:
-        state = load_file(str(path), device="cpu")
-        with safe_open(str(path), framework="pt") as fh:
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            state = {key: fh.get_tensor(key) for key in fh.keys()}
             header = fh.metadata() or {}
     except (SafetensorError, OSError) as err:
         raise ZooError(f"cannot read {path} as safetensors: {err}") from err
@@ -289,12 +262,7 @@ def read_backbone(
             state, BackboneSpec.from_json(meta.get("backbone"), f"{path}: backbone"), method
         )
     if run_args is not None:
-        spec = spec_from_run_args(run_args)
-        conv1 = state.get("conv1.weight")
-        if spec.name.startswith("resnet") and conv1 is not None and conv1.dim() == 4:
-            # the weights, not the dataset name, tell which stem the run really used
-            spec = replace(spec, cifar_stem=conv1.shape[-1] == 3)
-        return BackboneWeights(state, spec, method)
+        return BackboneWeights(state, stem_from_weights(spec_from_run_args(run_args), state), method)
     inferred = infer_resnet(state)
     if inferred is None:
         raise ZooError(

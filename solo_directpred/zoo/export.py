@@ -28,11 +28,9 @@ import json
 import os
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from solo_directpred.zoo.checkpoint import (
     METADATA_KEY,
@@ -42,10 +40,11 @@ from solo_directpred.zoo.checkpoint import (
     read_run_args,
     spec_from_run_args,
     split_state_dict,
+    stem_from_weights,
 )
 from solo_directpred.zoo.errors import ZooError
 from solo_directpred.zoo.manifest import BackboneSpec, ZooEntry, check_source, is_safe_token
-from solo_directpred.zoo.transfer import sha256_file
+from solo_directpred.zoo.transfer import sha256_file, write_atomically
 
 #: Top-level keys of solo-learn's ``args.json`` copied into ``pretrain_config`` (paths and logging left out).
 CONFIG_KEYS = (
@@ -114,20 +113,16 @@ def _versions() -> dict[str, str]:
     return {"solo_learn": solo_version, "solo_directpred": __version__}
 
 
-def _source_urls(filename: str, path: Path, url_base: str | None, hf_repo: str | None) -> list[str]:
+def _source_urls(path: Path, url_base: str | None, hf_repo: str | None) -> list[str]:
     if url_base:
-        return [f"{url_base.rstrip('/')}/{filename}"]
+        return [f"{url_base.rstrip('/')}/{path.name}"]
     if hf_repo:
-        return [f"hf://{hf_repo}/{filename}"]
+        return [f"hf://{hf_repo}/{path.name}"]
     return [path.resolve().as_uri()]
 
 
-def _atomic_save_safetensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save
-
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(save(state, metadata=metadata))
-    os.replace(tmp, path)
+def _file_info(path: Path) -> dict[str, Any]:
+    return {"filename": path.name, "size": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def export_checkpoint(
@@ -169,8 +164,8 @@ def export_checkpoint(
         raise ZooError("give either url_base or hf_repo, not both")
     if url_base and check_source(f"{url_base.rstrip('/')}/x") is not None:
         raise ZooError(f"url_base {url_base!r} must be an https:// URL")
-    if hf_repo and check_source(f"hf://{hf_repo}/x") is not None:
-        raise ZooError(f"hf_repo {hf_repo!r}: {check_source(f'hf://{hf_repo}/x')}")
+    if hf_repo and (reason := check_source(f"hf://{hf_repo}/x")) is not None:
+        raise ZooError(f"hf_repo {hf_repo!r}: {reason}")
     checkpoint = Path(checkpoint)
     obj = load_torch_file(checkpoint)
     state = {k: v.detach().contiguous().clone() for k, v in split_state_dict(obj, prefix).items()}
@@ -182,9 +177,7 @@ def export_checkpoint(
             raise ZooError(
                 f"{checkpoint} has no args.json beside it and is not a resnet18/50: pass --backbone"
             )
-    conv1 = state.get("conv1.weight")
-    if backbone.name.startswith("resnet") and conv1 is not None and conv1.dim() == 4:
-        backbone = replace(backbone, cifar_stem=conv1.shape[-1] == 3)
+    backbone = stem_from_weights(backbone, state)
     method = method or args.get("method")
     dataset = dataset or (args.get("data") or {}).get("dataset")
     if epochs is None and isinstance(obj, dict) and isinstance(obj.get("epoch"), int):
@@ -193,24 +186,19 @@ def export_checkpoint(
         if value is None:
             raise ZooError(f"{checkpoint}: cannot tell {flag[2:]} (no args.json beside it); pass {flag}")
 
-    bundle = Path(out_dir) / name
-    bundle.mkdir(parents=True, exist_ok=True)
-    described = describe_backbone(backbone, name=name, method=method, dataset=dataset, epochs=epochs)
-    weights = bundle / f"{name}.safetensors"
-    _atomic_save_safetensors(state, weights, {METADATA_KEY: json.dumps(described, sort_keys=True)})
-    files = {"backbone": weights}
-    full: Path | None = None
-    if include_checkpoint:
-        full = bundle / f"{name}{checkpoint.suffix or '.ckpt'}"
-        tmp = full.with_name(f".{full.name}.{os.getpid()}.tmp")
-        shutil.copyfile(checkpoint, tmp)
-        os.replace(tmp, full)
-        files["checkpoint"] = full
+    from safetensors.torch import save
 
-    file_info = {
-        role: {"filename": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)}
-        for role, p in files.items()
-    }
+    bundle = Path(out_dir) / name
+    described = describe_backbone(backbone, name=name, method=method, dataset=dataset, epochs=epochs)
+    files = {"backbone": bundle / f"{name}.safetensors"}
+    with write_atomically(files["backbone"]) as tmp:
+        tmp.write_bytes(save(state, metadata={METADATA_KEY: json.dumps(described, sort_keys=True)}))
+    if include_checkpoint:
+        files["checkpoint"] = bundle / f"{name}{checkpoint.suffix or '.ckpt'}"
+        with write_atomically(files["checkpoint"]) as tmp:
+            shutil.copyfile(checkpoint, tmp)
+
+    file_info = {role: _file_info(path) for role, path in files.items()}
     versions = _versions()
     config = pretrain_config(args)
     metadata = {
@@ -228,11 +216,7 @@ def export_checkpoint(
     meta_path = bundle / f"{name}.json"
     meta_path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     files["metadata"] = meta_path
-    file_info["metadata"] = {
-        "filename": meta_path.name,
-        "size": meta_path.stat().st_size,
-        "sha256": sha256_file(meta_path),
-    }
+    file_info["metadata"] = _file_info(meta_path)
 
     entry = {
         "name": name,
@@ -243,7 +227,7 @@ def export_checkpoint(
         "pretrain_config": config,
         "results": [dict(r) for r in results],
         "files": {
-            role: {**info, "urls": _source_urls(info["filename"], files[role], url_base, hf_repo)}
+            role: {**info, "urls": _source_urls(files[role], url_base, hf_repo)}
             for role, info in file_info.items()
         },
         "versions": versions,
@@ -251,4 +235,5 @@ def export_checkpoint(
     }
     if description:
         entry["description"] = description
-    return ExportResult(weights, full, meta_path, ZooEntry.from_json(entry, f"export of {checkpoint}"))
+    validated = ZooEntry.from_json(entry, f"export of {checkpoint}")
+    return ExportResult(files["backbone"], files.get("checkpoint"), meta_path, validated)

@@ -39,7 +39,7 @@ from solo_directpred.zoo.manifest import (
     load_manifest,
 )
 from solo_directpred.zoo.models import build_backbone, load_weights
-from solo_directpred.zoo.transfer import fetch_file, mismatch, sha256_file
+from solo_directpred.zoo.transfer import fetch_file, mismatch, sha256_file, write_atomically
 
 NameOrPath = Union[str, os.PathLike]
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -107,8 +107,7 @@ def resolve_checkpoint(
         return _existing(Path(name_or_path))
     text = str(name_or_path)
     if "://" in text:
-        reason = check_source(text)
-        if reason is not None:
+        if (reason := check_source(text)) is not None:
             raise ZooError(reason)
         return fetch_file([text], url_path(text), sha256=sha256, **fetch_kwargs)
     manifest = load_manifest() if manifest is None else manifest
@@ -204,10 +203,8 @@ def solo_learn_checkpoint(
     if dest.is_file():
         return dest
     state = solo_state_dict(source, prefix=prefix)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": state}, tmp)
-    os.replace(tmp, dest)
+    with write_atomically(dest) as tmp:
+        torch.save({"state_dict": state}, tmp)
     return dest
 
 
@@ -229,9 +226,7 @@ def verify_cache(
     out = []
     for name in names or sorted(manifest):
         entry = get_entry(name, manifest)
-        for role in FILE_ROLES:
-            if role not in entry.files:
-                continue
+        for role in (r for r in FILE_ROLES if r in entry.files):
             spec, path = entry.files[role], entry_path(entry, role)
             if not path.exists():
                 status = "missing"

@@ -118,48 +118,34 @@ def parse_hf_reference(url: str) -> tuple[str, str, str]:
 # value rules: (value, JSON path) -> the violations
 
 
-def _safe_name(value: str, at: str) -> list[str]:
-    return [] if is_safe_token(value) else [f"{at}: {value!r} is not allowed; {_TOKEN_RULE}"]
+def _check(ok: Callable[[Any], object], reason: str) -> Callable[[Any, str], list[str]]:
+    """A rule passing the values ``ok`` accepts; for others it says ``reason`` (``{value}`` filled in)."""
+    return lambda value, at: [] if ok(value) else [f"{at}: " + reason.format(value=value)]
 
 
-def _safe_filename(value: str, at: str) -> list[str]:
-    if is_safe_token(value):
-        return []
-    return [f"{at}: {value!r} is not allowed (it must stay inside the cache): {_TOKEN_RULE}"]
-
-
-def _not_empty(value: str, at: str) -> list[str]:
-    return [] if value.strip() else [f"{at}: must not be empty"]
-
-
-def _non_negative(value: int, at: str) -> list[str]:
-    return [] if value >= 0 else [f"{at}: must be >= 0, got {value}"]
-
-
-def _positive_size(value: int, at: str) -> list[str]:
-    return [] if value > 0 else [f"{at}: must be a positive number of bytes, got {value}"]
-
-
-def _full_sha256(value: str, at: str) -> list[str]:
-    if _SHA256_RE.fullmatch(value):
-        return []
-    return [f"{at}: expected the full digest, 64 lowercase hex characters, got {value!r}"]
+_safe_token = _check(
+    is_safe_token, "{value!r} is not allowed (it names a folder or file inside the cache): " + _TOKEN_RULE
+)
+_not_empty = _check(lambda text: text.strip(), "must not be empty")
+_non_negative = _check(lambda n: n >= 0, "must be >= 0, got {value}")
+_positive_size = _check(lambda n: n > 0, "must be a positive number of bytes, got {value}")
+_full_sha256 = _check(
+    _SHA256_RE.fullmatch, "expected the full digest, 64 lowercase hex characters, got {value!r}"
+)
+_protocol = _check(PROTOCOLS.__contains__, "{value!r} is not one of " + ", ".join(PROTOCOLS))
+_percent = _check(
+    lambda v: math.isfinite(v) and 0.0 <= v <= 100.0,
+    "accuracy in percent must lie in [0, 100], got {value!r}",
+)
+_supported_version = _check(
+    SCHEMA_VERSION.__eq__, "{value} is not supported; this version reads " + str(SCHEMA_VERSION)
+)
 
 
 def _sources(value: tuple[str, ...], at: str) -> list[str]:
     problems = [] if value else [f"{at}: needs at least one source"]
     reasons = ((j, check_source(url)) for j, url in enumerate(value))
     return problems + [f"{at}[{j}]: {reason}" for j, reason in reasons if reason is not None]
-
-
-def _protocol(value: str, at: str) -> list[str]:
-    return [] if value in PROTOCOLS else [f"{at}: {value!r} is not one of {', '.join(PROTOCOLS)}"]
-
-
-def _percent(value: float, at: str) -> list[str]:
-    if math.isfinite(value) and 0.0 <= value <= 100.0:
-        return []
-    return [f"{at}: accuracy in percent must lie in [0, 100], got {value!r}"]
 
 
 def _file_roles(files: dict[str, FileSpec], at: str) -> list[str]:
@@ -191,12 +177,6 @@ def _unique_names(entries: tuple[ZooEntry, ...], at: str) -> list[str]:
     return problems
 
 
-def _supported_version(value: int, at: str) -> list[str]:
-    if value == SCHEMA_VERSION:
-        return []
-    return [f"{at}: {value} is not supported; this version reads {SCHEMA_VERSION}"]
-
-
 def _rule(check: Callable[[Any, str], list[str]]) -> Any:
     """A required dataclass field whose parsed value must also pass ``check``."""
     return field(metadata={"rule": check})
@@ -213,48 +193,43 @@ class Schema:
     def from_json(cls, data: object, where: str = "", problems: list[str] | None = None) -> Any:
         """The object ``data`` describes; violations go to ``problems`` (then None is returned), or,
         when ``problems`` is not given, are raised together as :class:`ManifestError`."""
-        collected: list[str] = [] if problems is None else problems
-        start = len(collected)
         label = where or cls.__name__
+        if problems is None:
+            problems = []
+            value = cls.from_json(data, where, problems)
+            if problems:
+                raise ManifestError(label, problems)
+            return value
         if not isinstance(data, dict):
-            collected.append(f"{label}: expected an object, got {type(data).__name__}")
-            return _raise_or_none(collected, start, problems, label)
+            problems.append(f"{label}: expected an object, got {type(data).__name__}")
+            return None
+        start = len(problems)
         hints = typing.get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("json", True)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
             allowed = ", ".join(sorted(fields))
-            collected.append(f"{label}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
+            problems.append(f"{label}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
         values = {}
         for name, spec in fields.items():
             at = f"{where}.{name}" if where else name
             if name not in data:
                 if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
-                    collected.append(f"{label}: missing required key {name!r}")
+                    problems.append(f"{label}: missing required key {name!r}")
                 continue
-            before = len(collected)
-            value = _from_json(hints[name], data[name], at, collected)
-            if len(collected) == before:
-                collected.extend(spec.metadata.get("rule", lambda *_: [])(value, at))
+            before = len(problems)
+            value = _from_json(hints[name], data[name], at, problems)
+            if len(problems) == before:
+                problems.extend(spec.metadata.get("rule", lambda *_: [])(value, at))
             values[name] = value
-        if len(collected) > start:
-            return _raise_or_none(collected, start, problems, label)
-        return cls(**values)
+        return cls(**values) if len(problems) == start else None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of this value (optional keys holding None or ``""`` are left out)."""
-        out = {}
-        for spec in dataclasses.fields(self):
-            value = getattr(self, spec.name)
-            if spec.metadata.get("json", True) and value is not None and value != "":
-                out[spec.name] = _to_json(value)
-        return out
-
-
-def _raise_or_none(collected: list[str], start: int, problems: list[str] | None, label: str) -> None:
-    if problems is None:
-        raise ManifestError(label, collected[start:])
-    return None
+        values = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("json", True)
+        }
+        return {name: _to_json(value) for name, value in values.items() if value is not None and value != ""}
 
 
 def _from_json(hint: Any, value: object, at: str, problems: list[str]) -> Any:
@@ -298,7 +273,7 @@ class BackboneSpec(Schema):
     CIFAR layout: ``conv1`` = 3x3 conv, stride 1, padding 2, no bias, and ``maxpool`` = identity.
     """
 
-    name: str = _rule(_safe_name)
+    name: str = _rule(_safe_token)
     kwargs: dict[str, Any] = field(default_factory=dict)
     cifar_stem: bool = False
 
@@ -307,7 +282,7 @@ class BackboneSpec(Schema):
 class FileSpec(Schema):
     """One downloadable file: local ``filename``, exact ``size`` in bytes, full ``sha256``, sources."""
 
-    filename: str = _rule(_safe_filename)
+    filename: str = _rule(_safe_token)
     size: int = _rule(_positive_size)
     sha256: str = _rule(_full_sha256)
     urls: tuple[str, ...] = _rule(_sources)
@@ -337,7 +312,7 @@ class Versions(Schema):
 class ZooEntry(Schema):
     """A manifest entry; ``source`` (not part of the JSON) is the manifest file it came from."""
 
-    name: str = _rule(_safe_name)
+    name: str = _rule(_safe_token)
     method: str = _rule(_not_empty)
     dataset: str = _rule(_not_empty)
     backbone: BackboneSpec
@@ -433,11 +408,11 @@ def get_entry(name: str, manifest: Mapping[str, ZooEntry] | None = None) -> ZooE
 
 def add_to_manifest(path: str | os.PathLike[str], entry: ZooEntry) -> None:
     """Insert or replace ``entry`` in the manifest file ``path``, creating it if needed (atomic write)."""
+    from solo_directpred.zoo.transfer import write_atomically
+
     path = Path(path)
     data = _read_json(path) if path.exists() else {"schema_version": SCHEMA_VERSION, "checkpoints": []}
     others = [e for e in data["checkpoints"] if e["name"] != entry.name]
     data["checkpoints"] = [*others, entry.to_json()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    with write_atomically(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

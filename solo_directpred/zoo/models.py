@@ -3,8 +3,9 @@
 * ``resnet18`` / ``resnet50``: torchvision's model, ``fc`` replaced by ``nn.Identity`` (features of
   512 / 2048 dims, as in solo-learn). With ``cifar_stem`` the stem is solo-learn's CIFAR layout:
   ``conv1 = Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)`` and ``maxpool`` = identity.
-* solo-learn's ``vit_*``, ``swin_*`` and ``convnext_*`` names map to the timm models they wrap
-  (:data:`TIMM_NAMES`); any other name is given to ``timm.create_model`` as is, with ``num_classes=0``.
+* solo-learn's ``vit_*`` and ``swin_*`` names map to the timm models they wrap (:data:`TIMM_NAMES`);
+  any other name (``convnext_*`` included: solo-learn uses timm's names) is given to ``timm.create_model``
+  as is, with ``num_classes=0``.
 * solo-learn's ``wide_resnet28w*`` and ``poolformer_*`` (timm has none / a different layout), the ViTs
   of ``mocov3`` / ``mae`` and names timm does not know go to the builders a host layer registered with
   :func:`register_builder` (the solo-learn layer registers solo-learn's constructors with the plugin:
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -23,20 +23,11 @@ from solo_directpred.zoo.errors import ZooError
 from solo_directpred.zoo.manifest import BackboneSpec
 
 TORCHVISION_RESNETS = ("resnet18", "resnet50")
-#: solo-learn backbone name -> the timm model it instantiates (solo/backbones/{vit,swin,convnext}).
+#: solo-learn backbone name -> the timm model it instantiates (solo/backbones/{vit,swin}).
+_SIZES = ("tiny", "small", "base", "large")
 TIMM_NAMES = {
-    "vit_tiny": "vit_tiny_patch16_224",
-    "vit_small": "vit_small_patch16_224",
-    "vit_base": "vit_base_patch16_224",
-    "vit_large": "vit_large_patch16_224",
-    "swin_tiny": "swin_tiny_patch4_window7_224",
-    "swin_small": "swin_small_patch4_window7_224",
-    "swin_base": "swin_base_patch4_window7_224",
-    "swin_large": "swin_large_patch4_window7_224",
-    "convnext_tiny": "convnext_tiny",
-    "convnext_small": "convnext_small",
-    "convnext_base": "convnext_base",
-    "convnext_large": "convnext_large",
+    **{f"vit_{size}": f"vit_{size}_patch16_224" for size in _SIZES},
+    **{f"swin_{size}": f"swin_{size}_patch4_window7_224" for size in _SIZES},
 }
 #: Methods for which solo-learn swaps in its own ViT (not the plain timm one).
 SOLO_VIT_METHODS = ("mocov3", "mae")
@@ -111,22 +102,20 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], spec: Backbon
     """
     if spec.name in TORCHVISION_RESNETS:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    result = _strict_load(model, state)
-    if result is not None:
-        raise ZooError(f"weights do not fit backbone {spec.name!r} (cifar_stem={spec.cifar_stem}): {result}")
-    return model
-
-
-def _strict_load(model: nn.Module, state: dict[str, Any]) -> str | None:
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or shapes:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
-            if keys:
-                parts.append(f"{len(keys)} {label} key(s), e.g. {', '.join(keys[:3])}")
-        return "; ".join(parts)
+    mismatched = {
+        "missing": sorted(set(own) - set(state)),
+        "unexpected": sorted(set(state) - set(own)),
+        "wrong shape": sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape),
+    }
+    found = [
+        f"{len(keys)} {label} key(s), e.g. {', '.join(keys[:3])}"
+        for label, keys in mismatched.items()
+        if keys
+    ]
+    if found:
+        raise ZooError(
+            f"weights do not fit backbone {spec.name!r} (cifar_stem={spec.cifar_stem}): {'; '.join(found)}"
+        )
     model.load_state_dict(state, strict=True)
-    return None
+    return model

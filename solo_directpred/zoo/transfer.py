@@ -28,11 +28,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -195,16 +196,22 @@ def _fetch_hf(
         path = cached(True)
         problem = mismatch(path, sha256, size)
     if problem is None:
-        _place(path, dest)
+        with write_atomically(dest) as tmp:  # a hard link where the file system allows, else a copy
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
     return problem
 
 
-def _place(cached: Path, dest: Path) -> None:
-    """Hard-link (same file system) or copy ``cached`` to ``dest``, atomically."""
+@contextlib.contextmanager
+def write_atomically(dest: Path) -> Iterator[Path]:
+    """A scratch path beside ``dest`` (folder created) that replaces ``dest`` once the block has written it.
+
+    ``os.replace`` is atomic: a reader sees the old file or the complete new one, never a half-written one.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(cached, tmp)
-    except OSError:
-        shutil.copyfile(cached, tmp)
+    yield tmp
     os.replace(tmp, dest)
