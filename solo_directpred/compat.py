@@ -27,9 +27,7 @@ def torchvision_extension_loads() -> bool:
     spec = importlib.util.find_spec("torchvision")
     if spec is None or spec.origin is None:
         return True
-    candidates = sorted(Path(spec.origin).parent.glob("_C*.so")) + sorted(
-        Path(spec.origin).parent.glob("_C*.pyd")
-    )
+    candidates = sorted(p for p in Path(spec.origin).parent.glob("_C*") if p.suffix in (".so", ".pyd"))
     if not candidates:
         return False
     try:
@@ -49,18 +47,10 @@ def ensure_torchvision_importable() -> bool:
         return False
     import torch
 
-    missing = [s for s in _OP_SCHEMAS if not _op_exists(torch, s.split("(", 1)[0])]
+    missing = [s for s in _OP_SCHEMAS if not hasattr(torch.ops.torchvision, s.split("(", 1)[0])]
     if not missing:
         return False
     _library = torch.library.Library("torchvision", "DEF")
     for schema in missing:
         _library.define(schema)
-    return True
-
-
-def _op_exists(torch_module, name: str) -> bool:
-    try:
-        getattr(torch_module.ops.torchvision, name)
-    except (AttributeError, RuntimeError):
-        return False
     return True

@@ -78,28 +78,21 @@ CHECKS: list[tuple[str, str, str]] = [
 ]
 
 
-def _site_packages() -> Path:
-    return Path(sysconfig.get_paths()["purelib"])
-
-
 def run_checks() -> list[tuple[str, bool, str]]:
     """(name, ok, detail) for every check, each in a fresh interpreter."""
     results = []
     for name, code, hint in CHECKS:
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-        if proc.returncode == 0:
-            results.append(
-                (name, True, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "ok")
-            )
-        else:
-            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
-            results.append((name, False, f"{last}  ->  {hint}"))
+        ok = proc.returncode == 0
+        lines = (proc.stdout if ok else proc.stderr).strip().splitlines()
+        last = lines[-1] if lines else ("ok" if ok else "failed")
+        results.append((name, ok, last if ok else f"{last}  ->  {hint}"))
     return results
 
 
 def fix_torchvision(undo: bool = False, site_packages: Path | None = None) -> Path:
     """Write (or with ``undo`` remove) the start-up hook; returns the .pth path."""
-    target = (site_packages or _site_packages()) / PTH_NAME
+    target = Path(site_packages or sysconfig.get_paths()["purelib"]) / PTH_NAME
     if undo:
         target.unlink(missing_ok=True)
     else:

@@ -15,10 +15,7 @@ CACHE_ENV = "SOLO_DIRECTPRED_CACHE"
 
 
 def _first_existing(*candidates: Path) -> Path:
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    return candidates[0]
+    return next((candidate for candidate in candidates if candidate.is_dir()), candidates[0])
 
 
 def presets_dir() -> Path:

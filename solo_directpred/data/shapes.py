@@ -123,10 +123,7 @@ def make_shapes(n_per_class: int, size: int = 16, seed: int = 0) -> tuple[np.nda
     labels = rng.permutation(np.repeat(np.arange(len(SHAPE_CLASSES)), n_per_class)).astype(np.int64)
     streams = rng.spawn(len(labels))
     images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
-    show = len(labels) >= 2000
-    for i in tqdm(
-        range(len(labels)), desc="shapes", unit="img", leave=False, disable=not show, file=sys.stderr
-    ):
+    for i in tqdm(range(len(labels)), desc="shapes", unit="img", leave=False, disable=len(labels) < 2000):
         images[i] = render_shape(SHAPE_CLASSES[labels[i]], size, streams[i])
     return images, labels
 

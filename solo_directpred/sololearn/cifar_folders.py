@@ -62,20 +62,18 @@ def split_root(path: str | Path, train: bool) -> Path:
     raise FileNotFoundError(f"{root}: no class folders of images here nor under {wanted}")
 
 
-def _image_folder() -> type:
+def make_dataset_class(dataset: str) -> type:
+    """The class that stands in for torchvision's ``CIFAR10``/``CIFAR100`` (same constructor arguments)."""
+    from PIL import Image
+
     from solo_directpred.compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     from torchvision.datasets import ImageFolder
 
-    return ImageFolder
-
-
-def make_dataset_class(dataset: str) -> type:
-    """The class that stands in for torchvision's ``CIFAR10``/``CIFAR100`` (same constructor arguments)."""
     num_classes = NUM_CLASSES[dataset]
 
-    class CifarClassFolders(_image_folder()):
+    class CifarClassFolders(ImageFolder):
         """torchvision ``ImageFolder`` over one split's class folders, called like torchvision's CIFAR."""
 
         def __init__(
@@ -94,7 +92,8 @@ def make_dataset_class(dataset: str) -> type:
                     f"{key}={str(root)!r}: data.dataset={dataset} needs {num_classes} class folders, "
                     f"found {len(self.classes)} in {folder}"
                 )
-            size = _image_size(self.samples[0][0])
+            with Image.open(self.samples[0][0]) as image:
+                size = image.size
             if size != (IMAGE_SIZE, IMAGE_SIZE):
                 raise ValueError(
                     f"{key}={str(root)!r}: data.dataset={dataset} expects {IMAGE_SIZE}x{IMAGE_SIZE} images "
@@ -107,29 +106,6 @@ def make_dataset_class(dataset: str) -> type:
     CifarClassFolders.__name__ = CifarClassFolders.__qualname__ = name
     globals()[name] = CifarClassFolders  # importable by name, so that pickling the dataset works
     return CifarClassFolders
-
-
-def _image_size(path: str) -> tuple[int, int]:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        return image.size
-
-
-def _check_paths(dataset: str, train_path: Any, val_path: Any) -> None:
-    """Both splits must be class folders once the training split is; errors name the config key."""
-    for key, path, train in (("data.train_path", train_path, True), ("data.val_path", val_path, False)):
-        if path is None:
-            continue
-        if Path(path, PICKLE_FOLDERS[dataset]).is_dir():
-            raise ValueError(
-                f"{key}={str(path)!r} holds torchvision's {PICKLE_FOLDERS[dataset]} pickles while "
-                "data.train_path holds class folders: give both splits in one format"
-            )
-        try:
-            split_root(path, train)
-        except FileNotFoundError as error:
-            raise ValueError(f"{key}={str(path)!r}: {error}") from None
 
 
 def _restore() -> None:
@@ -159,7 +135,17 @@ def configure_cifar_folders(config: DictConfig) -> bool:
         return False
     if not (holds_class_folders(train_path) or holds_class_folders(Path(train_path, "train"))):
         return False
-    _check_paths(dataset, train_path, OmegaConf.select(config, "data.val_path", default=None))
+    val_path = OmegaConf.select(config, "data.val_path", default=None)
+    if val_path is not None:
+        if Path(val_path, PICKLE_FOLDERS[dataset]).is_dir():
+            raise ValueError(
+                f"data.val_path={str(val_path)!r} holds torchvision's {PICKLE_FOLDERS[dataset]} pickles "
+                "while data.train_path holds class folders: give both splits in one format"
+            )
+        try:
+            split_root(val_path, train=False)
+        except FileNotFoundError as error:
+            raise ValueError(f"data.val_path={str(val_path)!r}: {error}") from None
     import torchvision.datasets as tv_datasets
 
     name = dataset.upper()

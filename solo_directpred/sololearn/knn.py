@@ -68,17 +68,11 @@ def knn_settings(cfg: DictConfig) -> DictConfig:
 def eval_device(cfg: DictConfig) -> torch.device:
     """``accelerator``: ``cpu``, ``gpu``/``cuda``, or ``auto`` (default: CUDA when available)."""
     accelerator = str(OmegaConf.select(cfg, "accelerator", default="auto")).lower()
-    if accelerator == "cpu":
-        return torch.device("cpu")
-    if accelerator in ("gpu", "cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"accelerator={accelerator!r} is invalid: CUDA is not available; use cpu or auto"
-            )
-        return torch.device("cuda")
-    if accelerator == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    raise ConfigError(f"accelerator={accelerator!r} is invalid: must be cpu, gpu or auto")
+    if accelerator not in ("cpu", "gpu", "cuda", "auto"):
+        raise ConfigError(f"accelerator={accelerator!r} is invalid: must be cpu, gpu or auto")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"accelerator={accelerator!r} is invalid: CUDA is not available; use cpu or auto")
+    return torch.device("cuda" if accelerator != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def _feature_model(cfg: DictConfig, path: Path) -> tuple[nn.Module, bool]:

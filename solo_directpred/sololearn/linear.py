@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch import nn
 
@@ -29,23 +30,18 @@ class LinearResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)
 
 
-def _history_callback() -> Any:
-    from lightning.pytorch.callbacks import Callback
+class _ValidationHistory(Callback):
+    """Top-1/top-5 validation accuracy after every training epoch (sanity checks excluded)."""
 
-    class ValidationHistory(Callback):
-        """Top-1/top-5 validation accuracy after every training epoch (sanity checks excluded)."""
+    def __init__(self) -> None:
+        self.history: list[tuple[int, float, float]] = []
 
-        def __init__(self) -> None:
-            self.history: list[tuple[int, float, float]] = []
-
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-            metrics = trainer.callback_metrics
-            if trainer.sanity_checking or "val_acc1" not in metrics:
-                return
-            entry = (trainer.current_epoch, float(metrics["val_acc1"]), float(metrics["val_acc5"]))
-            self.history.append(entry)
-
-    return ValidationHistory()
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        metrics = trainer.callback_metrics
+        if not trainer.sanity_checking and "val_acc1" in metrics:
+            self.history.append(
+                (trainer.current_epoch, float(metrics["val_acc1"]), float(metrics["val_acc5"]))
+            )
 
 
 def _linear_loss(cfg: DictConfig) -> tuple[nn.Module, Any]:
@@ -96,7 +92,7 @@ def run_linear(
         model = model.to(memory_format=torch.channels_last)
 
     train_loader, val_loader = shared.classification_loaders(cfg, auto_augment=cfg.auto_augment)
-    history = _history_callback()
+    history = _ValidationHistory()
     trainer, _ = shared.build_trainer(cfg, "linear", [history])
     if cfg.data.format == "dali":
         if cfg.auto_augment:

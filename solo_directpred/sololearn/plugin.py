@@ -60,9 +60,7 @@ def register() -> None:
 
     register_builder(solo_backbone)
     register_nodes()
-
-    for name, (cls, _) in METHOD_TABLE.items():
-        METHODS[name] = cls
+    METHODS.update({name: cls for name, (cls, _) in METHOD_TABLE.items()})
     if not OmegaConf.has_resolver("sdp.dataset"):
         OmegaConf.register_new_resolver("sdp.dataset", _dataset_resolver)
 

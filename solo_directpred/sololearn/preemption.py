@@ -316,15 +316,11 @@ class PreemptionCheckpoint(Callback):
             self._sampler = None
 
 
-def _fail(key: str, value: Any, allowed: str) -> None:
-    from solo_directpred.sololearn.methods import ConfigError
-
-    raise ConfigError(f"{key}={value!r} is invalid: {allowed}")
-
-
 def preemption_callbacks(cfg: DictConfig) -> list[PreemptionCheckpoint]:
     """``[PreemptionCheckpoint]`` from ``cfg.preemption`` (defaults :data:`PREEMPTION_DEFAULTS`) and
     ``cfg.seed``, or ``[]`` when both kinds of checkpoint are off. Raises ConfigError naming the key."""
+    from solo_directpred.sololearn.methods import _fail
+
     section = OmegaConf.select(cfg, "preemption", default=None)
     section = {} if section is None else OmegaConf.to_container(section, resolve=True)
     if not isinstance(section, dict):

@@ -32,20 +32,20 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
     no_val = (cfg.data.dataset == "custom" and (cfg.data.no_labels or cfg.data.val_path is None)) or (
         cfg.data.dataset in ("imagenet100", "imagenet") and cfg.data.val_path is None
     )
-    val_loader = None
-    if not no_val:
-        _, val_loader = shared.classification_loaders(cfg)
-    if cfg.data.format == "dali":
-        dali = shared.import_dali("pretraining")
-        transform = FullTransformPipeline(
-            [
-                NCropAugmentation(
-                    dali.build_transform_pipeline_dali(cfg.data.dataset, aug, dali_device=cfg.dali.device),
-                    aug.num_crops,
-                )
-                for aug in cfg.augmentations
-            ]
-        )
+    val_loader = None if no_val else shared.classification_loaders(cfg)[1]
+    dali = shared.import_dali("pretraining") if cfg.data.format == "dali" else None
+    transform = FullTransformPipeline(
+        [
+            NCropAugmentation(
+                dali.build_transform_pipeline_dali(cfg.data.dataset, aug, dali_device=cfg.dali.device)
+                if dali
+                else build_transform_pipeline(cfg.data.dataset, aug),
+                aug.num_crops,
+            )
+            for aug in cfg.augmentations
+        ]
+    )
+    if dali:
         module = shared.dali_module(
             cfg,
             dali.PretrainDALIDataModule,
@@ -57,12 +57,6 @@ def build_pretrain_data(cfg: DictConfig) -> tuple[Any, Any]:
             encode_indexes_into_labels=cfg.dali.encode_indexes_into_labels,
         )
         return module, None
-    transform = FullTransformPipeline(
-        [
-            NCropAugmentation(build_transform_pipeline(cfg.data.dataset, aug), aug.num_crops)
-            for aug in cfg.augmentations
-        ]
-    )
     dataset = prepare_datasets(
         cfg.data.dataset,
         transform,
@@ -87,7 +81,9 @@ def build_method(cfg: DictConfig) -> nn.Module:
     :data:`CROP_FREE_METHODS`."""
     from solo.methods import METHODS
 
-    shared.prepare_solo()
+    from solo_directpred.sololearn.plugin import register
+
+    register()
     if cfg.method not in METHODS:
         raise ConfigError(f"method={cfg.method!r} is invalid: must be one of {sorted(METHODS)}")
     crops = OmegaConf.select(cfg, "data.num_large_crops", default=2)

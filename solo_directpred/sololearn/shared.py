@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from solo_directpred.sololearn.methods import ConfigError
@@ -24,16 +24,6 @@ RUN_DATA_KEYS = ("dataset", "train_path", "val_path", "format", "num_classes")
 #: Resolution and statistics of ``data.dataset: custom``; they belong to a dataset, so a run without them
 #: is evaluated without them (solo-learn's transforms of its dataset).
 RUN_TRANSFORM_KEYS = ("eval_crop_size", "eval_mean", "eval_std")
-
-
-def prepare_solo() -> None:
-    """Make torchvision importable under a CPU torch, then register the plugin into solo-learn."""
-    from solo_directpred.compat import ensure_torchvision_importable
-
-    ensure_torchvision_importable()
-    from solo_directpred.sololearn.plugin import register
-
-    register()
 
 
 def compose_config(
@@ -48,8 +38,9 @@ def compose_config(
     from hydra import compose, initialize_config_dir
 
     from solo_directpred.paths import configs_dir
+    from solo_directpred.sololearn.plugin import register
 
-    prepare_solo()
+    register()
     directory = Path(config_path).expanduser().resolve() if config_path else configs_dir()
     with initialize_config_dir(config_dir=str(directory), version_base="1.2"):
         cfg = compose(config_name, overrides=list(overrides))
@@ -60,9 +51,9 @@ def compose_config(
 def start_job(cfg: DictConfig) -> None:
     """What the Hydra callback does for upstream's scripts: registration, small-image transforms, and the
     spectral monitor for upstream byol/simsiam when ``spectral.enabled`` is true."""
-    from solo_directpred.sololearn.plugin import configure_job
+    from solo_directpred.sololearn.plugin import configure_job, register
 
-    prepare_solo()
+    register()
     configure_job(cfg)
 
 
@@ -70,14 +61,11 @@ def trainer_kwargs(cfg: DictConfig) -> dict[str, Any]:
     """The config's top-level keys that are ``lightning.pytorch.Trainer`` arguments (upstream's rule)."""
     from lightning.pytorch import Trainer
 
-    valid = inspect.signature(Trainer.__init__).parameters
-    kwargs = {}
-    for name in valid:
-        if name in cfg and name != "self":
-            value = cfg[name]
-            kwargs[name] = (
-                OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
-            )
+    kwargs = {
+        name: OmegaConf.to_container(cfg[name]) if OmegaConf.is_config(cfg[name]) else cfg[name]
+        for name in inspect.signature(Trainer.__init__).parameters
+        if name in cfg and name != "self"
+    }
     if kwargs.get("strategy") == "ddp":
         from lightning.pytorch.strategies import DDPStrategy
 

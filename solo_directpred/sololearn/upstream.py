@@ -22,12 +22,12 @@ from pathlib import Path
 
 def run_script(script: str | Path, argv: Sequence[str] = ()) -> None:
     """Register the plugin, then run ``script`` as ``__main__`` with ``sys.argv = [script, *argv]``."""
-    from solo_directpred.sololearn.shared import prepare_solo
+    from solo_directpred.sololearn.plugin import register
 
     path = Path(script)
     if not path.is_file():
         raise FileNotFoundError(f"solo-learn script {path} does not exist (e.g. main_knn.py of a checkout)")
-    prepare_solo()
+    register()
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(path), *argv]
     sys.path.insert(0, str(path.resolve().parent))
