@@ -214,6 +214,14 @@ class PreemptionSettings:
     on_sigterm: bool = True
     every_n_steps: int = 1000  # 0: no periodic checkpoint
 
+    def check(self, prefix: str = "") -> PreemptionSettings:
+        """Raise :class:`ConfigError` on the first invalid key (named ``prefix + key``); returns self."""
+        _check_bools(self, ("on_sigterm",), prefix)
+        if not is_int(self.every_n_steps) or self.every_n_steps < 0:
+            allowed = "must be an integer >= 0 (0: no periodic checkpoint)"
+            fail(prefix + "every_n_steps", self.every_n_steps, allowed)
+        return self
+
 
 def _names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))

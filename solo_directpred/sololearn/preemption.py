@@ -63,7 +63,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
-from solo_directpred.core.schema import PreemptionSettings
+from solo_directpred.core.schema import PreemptionSettings, fail
 
 #: Defaults of the ``preemption`` config section.
 PREEMPTION_DEFAULTS: dict[str, Any] = asdict(PreemptionSettings())
@@ -319,23 +319,16 @@ class PreemptionCheckpoint(Callback):
 def preemption_callbacks(cfg: DictConfig) -> list[PreemptionCheckpoint]:
     """``[PreemptionCheckpoint]`` from ``cfg.preemption`` (defaults :data:`PREEMPTION_DEFAULTS`) and
     ``cfg.seed``, or ``[]`` when both kinds of checkpoint are off. Raises ConfigError naming the key."""
-    from solo_directpred.sololearn.methods import _fail
-
     section = OmegaConf.select(cfg, "preemption", default=None)
     section = {} if section is None else OmegaConf.to_container(section, resolve=True)
     if not isinstance(section, dict):
-        _fail("preemption", section, "must be a section with keys on_sigterm and every_n_steps")
+        fail("preemption", section, "must be a section with keys on_sigterm and every_n_steps")
     unknown = sorted(set(section) - set(PREEMPTION_DEFAULTS))
     if unknown:
         allowed = f"unknown key; valid keys: {sorted(PREEMPTION_DEFAULTS)}"
-        _fail(f"preemption.{unknown[0]}", section[unknown[0]], allowed)
-    settings = {**PREEMPTION_DEFAULTS, **section}
-    if not isinstance(settings["on_sigterm"], bool):
-        _fail("preemption.on_sigterm", settings["on_sigterm"], "must be true or false")
-    every = settings["every_n_steps"]
-    if not isinstance(every, int) or isinstance(every, bool) or every < 0:
-        _fail("preemption.every_n_steps", every, "must be an integer >= 0 (0: no periodic checkpoint)")
-    if not settings["on_sigterm"] and every == 0:
+        fail(f"preemption.{unknown[0]}", section[unknown[0]], allowed)
+    settings = PreemptionSettings(**section).check("preemption.")
+    if not settings.on_sigterm and settings.every_n_steps == 0:
         return []
     seed = OmegaConf.select(cfg, "seed", default=0) or 0
-    return [PreemptionCheckpoint(seed=int(seed), on_sigterm=settings["on_sigterm"], every_n_steps=every)]
+    return [PreemptionCheckpoint(seed=int(seed), **asdict(settings))]
