@@ -21,6 +21,8 @@ Pure Python: no torch, no Hydra.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, NoReturn
 
@@ -54,6 +56,20 @@ def is_int(value: Any) -> bool:
 def is_number(value: Any) -> bool:
     """An int or a float, not a bool."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_keys(
+    section: Mapping[str, Any], allowed: Sequence[str], where: str, refused_later: Sequence[str] = ()
+) -> None:
+    """Raise :class:`ConfigError` on the first key of ``section`` not in ``allowed`` (naming those);
+    ``refused_later``: keys the caller refuses itself, with a message of their own."""
+    unknown = sorted(str(key) for key in section if key not in allowed and key not in refused_later)
+    if unknown:
+        fail(
+            f"{where}.{unknown[0]}",
+            section[unknown[0]],
+            f"not a key of {where}; the keys are {', '.join(allowed)}",
+        )
 
 
 def _check_bools(settings: Any, keys: tuple[str, ...], prefix: str) -> None:
@@ -183,6 +199,19 @@ class AlarmSettings:
     zstd_min: float | str | None = "auto"
     stop: bool = False
 
+    def check(self, prefix: str = "") -> AlarmSettings:
+        """Raise :class:`ConfigError` on the first invalid key (named ``prefix + key``); returns self."""
+        for key in ("rankme_min", "zstd_min"):
+            value = getattr(self, key)
+            if value is not None and value != "auto" and (not is_number(value) or not value >= 0):
+                fail(prefix + key, value, "must be 'auto', a number >= 0, or null to disable")
+        _check_bools(self, ("stop",), prefix)
+        return self
+
+
+#: Metrics a run can keep its best checkpoint by (``spectral.select_by``); higher is better for each.
+SELECTION_METRICS = ("lidar", "rankme", "rankme_repr", "rankme_proj")
+
 
 @dataclass(frozen=True)
 class SpectralSettings:
@@ -205,6 +234,47 @@ class SpectralSettings:
     @staticmethod
     def keys() -> tuple[str, ...]:
         return _names(SpectralSettings)
+
+    @classmethod
+    def from_section(cls, section: Mapping[str, Any] | None, where: str = "spectral") -> SpectralSettings:
+        """Checked settings from a config section (a dict or an OmegaConf ``DictConfig``; None: defaults),
+        its keys named ``where.key`` in errors."""
+        section = {} if section is None else section
+        if not isinstance(section, Mapping):
+            fail(where, section, "must be a mapping of settings")
+        check_keys(section, cls.keys(), where)
+        alarm = section.get("alarm")
+        alarm = {} if alarm is None else alarm
+        if not isinstance(alarm, Mapping):
+            fail(f"{where}.alarm", alarm, f"must be a mapping with keys {', '.join(_names(AlarmSettings))}")
+        check_keys(alarm, _names(AlarmSettings), f"{where}.alarm")
+        keys = {key: value for key, value in section.items() if key != "alarm"}
+        return cls(**keys, alarm=AlarmSettings(**alarm)).check(f"{where}.")
+
+    def check(self, prefix: str = "") -> SpectralSettings:
+        """Raise :class:`ConfigError` on the first invalid key (named ``prefix + key``); returns self."""
+        _check_bools(self, ("enabled", "plot_in_background", "lidar", "log_panels"), prefix)
+        for key, minimum in (("every_n_steps", 1), ("buffer_size", 2), ("plot_every_n_epochs", 0)):
+            if not is_int(getattr(self, key)) or getattr(self, key) < minimum:
+                fail(prefix + key, getattr(self, key), f"must be an integer >= {minimum}")
+        if not is_int(self.rankme_samples) or self.rankme_samples < 0:
+            fail(prefix + "rankme_samples", self.rankme_samples, "must be an integer >= 0 (0: off)")
+        if not is_number(self.min_plot_interval_s) or not self.min_plot_interval_s >= 0:
+            fail(prefix + "min_plot_interval_s", self.min_plot_interval_s, "must be a number of seconds >= 0")
+        if not isinstance(self.output_key, str) or not self.output_key:
+            fail(prefix + "output_key", self.output_key, "must be a non-empty string")
+        if self.dirpath is not None and not isinstance(self.dirpath, (str, os.PathLike)):
+            fail(prefix + "dirpath", self.dirpath, "must be a path or null")
+        if self.select_by is not None and self.select_by not in SELECTION_METRICS:
+            fail(
+                prefix + "select_by", self.select_by, f"must be one of {', '.join(SELECTION_METRICS)} or null"
+            )
+        if self.select_by == "lidar" and not self.lidar:
+            fail(prefix + "select_by", self.select_by, "needs its metric: lidar = true")
+        if self.select_by in ("rankme_repr", "rankme_proj") and not self.rankme_samples:
+            fail(prefix + "select_by", self.select_by, "needs its metric: rankme_samples > 0")
+        self.alarm.check(prefix + "alarm.")
+        return self
 
 
 @dataclass(frozen=True)

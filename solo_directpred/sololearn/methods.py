@@ -49,6 +49,7 @@ from solo_directpred.core.schema import (
     AnalyticSettings,
     LinearSettings,
     PredictorSettings,
+    check_keys,
     fail,
     is_int,
 )
@@ -72,13 +73,7 @@ def _settings(cfg: omegaconf.DictConfig, cls: type[AnalyticSettings | LinearSett
 def validate_predictor_cfg(cfg: omegaconf.DictConfig, default_kind: str) -> omegaconf.DictConfig:
     """Fill the predictor defaults of ``cfg.method_kwargs`` and check every value (raises ConfigError)."""
     kw = cfg.method_kwargs
-    unknown = sorted(set(kw) - set(METHOD_KWARGS) - {"pred_hidden_dim"})  # pred_hidden_dim: error below
-    if unknown:
-        fail(
-            f"method_kwargs.{unknown[0]}",
-            kw[unknown[0]],
-            f"not a key of the plugin's methods; the keys are {', '.join(METHOD_KWARGS)}",
-        )
+    check_keys(kw, METHOD_KWARGS, "method_kwargs", refused_later=("pred_hidden_dim",))
     for key in PROJECTOR_KEYS:
         if OmegaConf.is_missing(kw, key) or key not in kw:
             fail(f"method_kwargs.{key}", None, "required, a positive integer")

@@ -63,7 +63,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import BatchSampler, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 
-from solo_directpred.core.schema import PreemptionSettings, fail
+from solo_directpred.core.schema import PreemptionSettings, check_keys, fail
 
 #: Defaults of the ``preemption`` config section.
 PREEMPTION_DEFAULTS: dict[str, Any] = asdict(PreemptionSettings())
@@ -323,10 +323,7 @@ def preemption_callbacks(cfg: DictConfig) -> list[PreemptionCheckpoint]:
     section = {} if section is None else OmegaConf.to_container(section, resolve=True)
     if not isinstance(section, dict):
         fail("preemption", section, "must be a section with keys on_sigterm and every_n_steps")
-    unknown = sorted(set(section) - set(PREEMPTION_DEFAULTS))
-    if unknown:
-        allowed = f"unknown key; valid keys: {sorted(PREEMPTION_DEFAULTS)}"
-        fail(f"preemption.{unknown[0]}", section[unknown[0]], allowed)
+    check_keys(section, tuple(PREEMPTION_DEFAULTS), "preemption")
     settings = PreemptionSettings(**section).check("preemption.")
     if not settings.on_sigterm and settings.every_n_steps == 0:
         return []

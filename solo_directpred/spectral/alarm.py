@@ -9,7 +9,6 @@ in ``docs/spectral.md``, "The collapse alarm".
 from __future__ import annotations
 
 import math
-from typing import Any
 
 #: The setting that picks the default threshold for the measured width d.
 AUTO = "auto"
@@ -19,17 +18,6 @@ AUTO_RANKME_FRACTION = 0.05
 AUTO_RANKME_FLOOR = 1.5
 #: Default z-std threshold: this many times 1/√d, the z-std of embeddings spread over the sphere.
 AUTO_ZSTD_SCALE = 0.15
-
-
-def check_setting(name: str, value: Any) -> float | str | None:
-    """A threshold setting as given: ``"auto"``, a number ≥ 0, or None (off). Raises ValueError otherwise."""
-    if value is None or value == AUTO:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(
-            f"{name} = {value!r} is not allowed: expected 'auto', a number >= 0, or null to disable"
-        )
-    return float(value)
 
 
 def threshold(metric: str, setting: float | str | None, dim: int) -> float | None:

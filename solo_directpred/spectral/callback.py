@@ -13,7 +13,6 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +22,15 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from solo_directpred.core.schema import AlarmSettings, SpectralSettings
+from solo_directpred.core.schema import SELECTION_METRICS, AlarmSettings, SpectralSettings, fail
 from solo_directpred.spectral import alarm
 from solo_directpred.spectral.loggers import log_histograms, log_image, read_png
 from solo_directpred.spectral.metrics import SpectralSnapshot, rankme, spectral_snapshot
 from solo_directpred.spectral.records import PLOT_FILE, RECORDS_FILE, RecordWriter, make_record, write_meta
 
-#: The defaults of every setting (:class:`~solo_directpred.core.schema.SpectralSettings` owns them).
+#: The defaults of every setting (:class:`~solo_directpred.core.schema.SpectralSettings` owns them and
+#: their checks).
 DEFAULTS = SpectralSettings()
-#: Keys accepted by :meth:`SpectralMonitor.from_config`, and under its ``alarm`` section.
-CONFIG_KEYS = SpectralSettings.keys()
-ALARM_KEYS = tuple(asdict(AlarmSettings()))
-#: The constructor's argument for each key of the ``alarm`` section, and the config path of such arguments.
-ALARM_ARGUMENTS = {"rankme_min": "rankme_min", "zstd_min": "zstd_min", "stop": "stop_on_collapse"}
-CONFIG_PATHS = {argument: f"alarm.{key}" for key, argument in ALARM_ARGUMENTS.items()}
-#: Metrics a run can keep its best checkpoint by (``select_by``); higher is better for each.
-SELECTION_METRICS = ("lidar", "rankme", "rankme_repr", "rankme_proj")
 #: Rows of representations for the epoch-end RankMe: the sample count of the RankMe paper (§4).
 RANKME_SAMPLES = DEFAULTS.rankme_samples
 #: Seconds :meth:`SpectralMonitor.on_train_end` waits for a background redraw before drawing the last one.
@@ -49,30 +41,6 @@ PANELS_TAG = "spectral/panels"
 
 class CollapseWarning(UserWarning):
     """Emitted by :class:`SpectralMonitor` on a collapse (RankMe, z-std below threshold) or divergence."""
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected an integer >= {minimum}")
-    return int(value)
-
-
-def _check_seconds(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} = {value!r} is not allowed: expected a number of seconds >= 0")
-    return float(value)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} = {value!r} is not allowed: expected true or false")
-    return value
-
-
-def _check_keys(section: Mapping, allowed: tuple[str, ...], where: str) -> None:
-    unknown = sorted(str(k) for k in section if k not in allowed)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(allowed)}")
 
 
 class _Rows:
@@ -111,9 +79,7 @@ def selection_checkpoint(metric: str, dirpath: str | os.PathLike | None = None) 
         dirpath: where the checkpoint goes; None: Lightning's default (``<log_dir>/checkpoints``).
     """
     if metric not in SELECTION_METRICS:
-        raise ValueError(
-            f"select_by = {metric!r} is not allowed: expected one of {', '.join(SELECTION_METRICS)}"
-        )
+        fail("select_by", metric, f"must be one of {', '.join(SELECTION_METRICS)}")
     return ModelCheckpoint(
         dirpath=dirpath,
         monitor=f"spectral/{metric}",
@@ -185,8 +151,13 @@ class SpectralMonitor(Callback):
         log_panels: send the panels and the spectra to the TensorBoard and W&B loggers.
         select_by: with :func:`build_callbacks`, also keep the best checkpoint by this metric (one of
             :data:`SELECTION_METRICS`), or None.
-        config_prefix: name the settings by their config path under this prefix in error messages
-            (``"spectral."`` gives ``spectral.alarm.stop``); "" names the arguments.
+        config_prefix: the prefix of the settings' names in error messages (``"spectral."`` gives
+            ``spectral.every_n_steps``). Errors name the alarm's arguments by their settings:
+            ``alarm.rankme_min``, ``alarm.zstd_min`` and ``alarm.stop`` (``stop_on_collapse``).
+
+    Raises:
+        ConfigError: a value the settings do not allow (``SpectralSettings.check`` in
+            :mod:`solo_directpred.core.schema`); a ``ValueError``.
 
     Example::
 
@@ -216,38 +187,33 @@ class SpectralMonitor(Callback):
         config_prefix: str = "",
     ) -> None:
         super().__init__()
-
-        def key(name: str) -> str:  # the name an error message gives: the argument's, or its config path
-            return f"{config_prefix}{CONFIG_PATHS.get(name, name)}" if config_prefix else name
-
-        self.every_n_steps = _check_int(key("every_n_steps"), every_n_steps, 1)
-        self.buffer_size = _check_int(key("buffer_size"), buffer_size, 2)
-        self.plot_every_n_epochs = _check_int(key("plot_every_n_epochs"), plot_every_n_epochs, 0)
-        self.rankme_min = alarm.check_setting(key("rankme_min"), rankme_min)
-        self.zstd_min = alarm.check_setting(key("zstd_min"), zstd_min)
-        self.stop_on_collapse = _check_bool(key("stop_on_collapse"), stop_on_collapse)
-        self.plot_in_background = _check_bool(key("plot_in_background"), plot_in_background)
-        self.min_plot_interval_s = _check_seconds(key("min_plot_interval_s"), min_plot_interval_s)
-        self.lidar = _check_bool(key("lidar"), lidar)
-        self.rankme_samples = _check_int(key("rankme_samples"), rankme_samples, 0)
-        self.log_panels = _check_bool(key("log_panels"), log_panels)
-        if not isinstance(output_key, str) or not output_key:
-            raise ValueError(
-                f"{key('output_key')} = {output_key!r} is not allowed: expected a non-empty string"
-            )
-        if dirpath is not None and not isinstance(dirpath, (str, os.PathLike)):
-            raise ValueError(f"{key('dirpath')} = {dirpath!r} is not allowed: expected a path or null")
-        if select_by is not None and select_by not in SELECTION_METRICS:
-            raise ValueError(
-                f"{key('select_by')} = {select_by!r} is not allowed: expected one of "
-                f"{', '.join(SELECTION_METRICS)} or null"
-            )
-        needs_lidar = select_by == "lidar" and not self.lidar
-        if needs_lidar or (select_by in ("rankme_repr", "rankme_proj") and not self.rankme_samples):
-            raise ValueError(
-                f"{key('select_by')} = {select_by!r} needs its metric: "
-                + ("lidar = true" if select_by == "lidar" else "rankme_samples > 0")
-            )
+        settings = SpectralSettings(
+            every_n_steps=every_n_steps,
+            buffer_size=buffer_size,
+            plot_every_n_epochs=plot_every_n_epochs,
+            dirpath=dirpath,
+            output_key=output_key,
+            plot_in_background=plot_in_background,
+            min_plot_interval_s=min_plot_interval_s,
+            lidar=lidar,
+            rankme_samples=rankme_samples,
+            log_panels=log_panels,
+            select_by=select_by,
+            alarm=AlarmSettings(rankme_min, zstd_min, stop_on_collapse),
+        ).check(config_prefix)
+        self.every_n_steps = settings.every_n_steps
+        self.buffer_size = settings.buffer_size
+        self.plot_every_n_epochs = settings.plot_every_n_epochs
+        self.rankme_min, self.zstd_min = (
+            value if value is None or value == alarm.AUTO else float(value)
+            for value in (rankme_min, zstd_min)
+        )
+        self.stop_on_collapse = stop_on_collapse
+        self.plot_in_background = plot_in_background
+        self.min_plot_interval_s = float(min_plot_interval_s)
+        self.lidar = lidar
+        self.rankme_samples = rankme_samples
+        self.log_panels = log_panels
         self.select_by = select_by
         self.output_key = output_key
         self.dirpath = None if dirpath is None else Path(dirpath)
@@ -281,28 +247,24 @@ class SpectralMonitor(Callback):
 
         Args:
             cfg_section: a mapping (dict or OmegaConf ``DictConfig``), or None for all defaults.
-            prefix: the section's name, used in error messages (``spectral.every_n_steps = 0 is not …``).
+            prefix: the section's name, used in error messages (``spectral.every_n_steps=0 is invalid: …``).
 
         Raises:
-            ValueError: naming the key, the bad value and what is allowed.
+            ConfigError: naming the key, the bad value and what is allowed (a ``ValueError``).
         """
-        section = {} if cfg_section is None else cfg_section
-        if not isinstance(section, Mapping):
-            raise ValueError(f"{prefix} = {section!r} is not allowed: expected a mapping of settings")
-        _check_keys(section, CONFIG_KEYS, prefix)
-        if not _check_bool(f"{prefix}.enabled", section.get("enabled", DEFAULTS.enabled)):
+        settings = SpectralSettings.from_section(cfg_section, prefix)
+        if not settings.enabled:
             return None
-        settings = section.get("alarm")
-        settings = {} if settings is None else settings
-        if not isinstance(settings, Mapping):
-            raise ValueError(
-                f"{prefix}.alarm = {settings!r} is not allowed: expected a mapping with keys "
-                f"{', '.join(ALARM_KEYS)}"
-            )
-        _check_keys(settings, ALARM_KEYS, f"{prefix}.alarm")
-        options = {k: v for k, v in section.items() if k not in ("enabled", "alarm")}
-        options.update({ALARM_ARGUMENTS[k]: v for k, v in settings.items()})
-        return cls(**options, config_prefix=f"{prefix}.")
+        options = {key: getattr(settings, key) for key in SpectralSettings.keys()}
+        del options["enabled"], options["alarm"]
+        thresholds = settings.alarm
+        return cls(
+            **options,
+            rankme_min=thresholds.rankme_min,
+            zstd_min=thresholds.zstd_min,
+            stop_on_collapse=thresholds.stop,
+            config_prefix=f"{prefix}.",
+        )
 
     @property
     def state_key(self) -> str:

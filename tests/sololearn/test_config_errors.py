@@ -76,7 +76,7 @@ CASES = [
     (
         "directcopy",
         "+method_kwargs.solverr=eigh",
-        "method_kwargs.solverr='eigh' is invalid: not a key of the plugin's methods; the keys are "
+        "method_kwargs.solverr='eigh' is invalid: not a key of method_kwargs; the keys are "
         "proj_hidden_dim, proj_output_dim, predictor, loss, alpha, eps, rho, solver, freq,",
     ),
     (

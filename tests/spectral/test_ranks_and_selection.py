@@ -9,6 +9,7 @@ import torch
 
 pytest.importorskip("lightning")
 
+from solo_directpred.core.schema import ConfigError  # noqa: E402
 from solo_directpred.spectral import metrics as M  # noqa: E402
 from solo_directpred.spectral.callback import SpectralMonitor, build_callbacks  # noqa: E402
 from solo_directpred.spectral.records import RECORDS_FILE, read_records  # noqa: E402
@@ -71,19 +72,24 @@ def test_select_by_keeps_the_checkpoint_with_the_highest_metric(tmp_path):
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"select_by": "knn"}, "spectral.select_by = 'knn' is not allowed: expected one of lidar, rankme"),
+        (
+            {"select_by": "knn"},
+            "spectral.select_by='knn' is invalid: "
+            "must be one of lidar, rankme, rankme_repr, rankme_proj or null",
+        ),
         (
             {"select_by": "lidar", "lidar": False},
-            "spectral.select_by = 'lidar' needs its metric: lidar = true",
+            "spectral.select_by='lidar' is invalid: needs its metric: lidar = true",
         ),
-        ({"rankme_samples": -1}, "spectral.rankme_samples = -1 is not allowed: expected an integer >= 0"),
-        ({"lidar": "yes"}, "spectral.lidar = 'yes' is not allowed: expected true or false"),
+        ({"rankme_samples": -1}, "spectral.rankme_samples=-1 is invalid: must be an integer >= 0 (0: off)"),
+        ({"lidar": "yes"}, "spectral.lidar='yes' is invalid: must be true or false"),
         (
             {"alarm": {"zstd_min": "off"}},
-            "spectral.alarm.zstd_min = 'off' is not allowed: expected 'auto', a number >= 0, or null",
+            "spectral.alarm.zstd_min='off' is invalid: must be 'auto', a number >= 0, or null",
         ),
     ],
 )
 def test_new_keys_are_checked(section, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError) as info:
         build_callbacks(section)
+    assert str(info.value).startswith(message)
