@@ -7,14 +7,15 @@
   (docs/spectral.md);
 * :class:`PreemptionSettings` — the ``preemption`` section (docs/scaling.md).
 
-Each predictor's settings check themselves (``check``, raising :class:`ConfigError` with the key, the
-value and what is allowed); :class:`~solo_directpred.core.AnalyticPredictor` and
-:class:`~solo_directpred.core.LinearPredictor` are built from them, and the solo-learn layer checks
-``method_kwargs`` with the same code (:func:`solo_directpred.sololearn.methods.validate_predictor_cfg`,
-which prefixes the keys with ``method_kwargs.``). The monitor builds itself from
-:class:`SpectralSettings` (:meth:`solo_directpred.spectral.SpectralMonitor.from_config`), and
-:func:`hydra_defaults` gives the Hydra nodes the shipped configs start from, so that every key below
-overrides on the command line without ``+`` (README, "Methods" and "Spectral monitoring").
+Each settings class checks itself (``check(prefix)``, raising :class:`ConfigError` as
+``prefix + key=value is invalid: what is allowed``), and the code that uses the settings runs that one
+check: :class:`~solo_directpred.core.AnalyticPredictor` and :class:`~solo_directpred.core.LinearPredictor`
+(the Python API), the solo-learn layer on ``method_kwargs`` and ``preemption``
+(:func:`solo_directpred.sololearn.methods.validate_predictor_cfg`, with the prefix ``method_kwargs.``), and
+the spectral monitor (:meth:`SpectralSettings.from_section`, used by
+:meth:`solo_directpred.spectral.SpectralMonitor.from_config`). :func:`check_keys` refuses a misspelt key and
+names the valid ones. :func:`hydra_defaults` gives the Hydra nodes the shipped configs start from, so that
+every key below overrides on the command line without ``+`` (README, "Methods" and "Spectral monitoring").
 
 Pure Python: no torch, no Hydra.
 """
