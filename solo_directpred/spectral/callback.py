@@ -206,17 +206,17 @@ class SpectralMonitor(Callback):
         self.plot_every_n_epochs = settings.plot_every_n_epochs
         self.rankme_min, self.zstd_min = (
             value if value is None or value == alarm.AUTO else float(value)
-            for value in (rankme_min, zstd_min)
+            for value in (settings.alarm.rankme_min, settings.alarm.zstd_min)
         )
-        self.stop_on_collapse = stop_on_collapse
-        self.plot_in_background = plot_in_background
-        self.min_plot_interval_s = float(min_plot_interval_s)
-        self.lidar = lidar
-        self.rankme_samples = rankme_samples
-        self.log_panels = log_panels
-        self.select_by = select_by
-        self.output_key = output_key
-        self.dirpath = None if dirpath is None else Path(dirpath)
+        self.stop_on_collapse = settings.alarm.stop
+        self.plot_in_background = settings.plot_in_background
+        self.min_plot_interval_s = float(settings.min_plot_interval_s)
+        self.lidar = settings.lidar
+        self.rankme_samples = settings.rankme_samples
+        self.log_panels = settings.log_panels
+        self.select_by = settings.select_by
+        self.output_key = settings.output_key
+        self.dirpath = None if settings.dirpath is None else Path(settings.dirpath)
         self.log_prefix = "spectral/"
 
         self.last_step = -1
