@@ -351,7 +351,6 @@ def fit_two_views(
 ) -> Any:
     """Pretrain ``model`` on two augmented views of ``data["train_x"]`` (seeded shuffling and augmentation)
     with a quiet one-process CPU Trainer; returns the Trainer. Every benchmark trains through this."""
-    import lightning.pytorch as pl
 
     dataset = TwoViews(data["train_x"], data["train_y"])
     loader = torch.utils.data.DataLoader(
@@ -362,10 +361,20 @@ def fit_two_views(
         generator=torch.Generator().manual_seed(seed),
         collate_fn=TwoViewCollate(dataset, spec, data["mean"], data["std"], seed, min_scale=min_scale),
     )
-    trainer = pl.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer("cpu", epochs, callbacks)
+    trainer.fit(model, train_dataloaders=loader)
+    return trainer
+
+
+def quiet_trainer(accelerator: str, max_epochs: int, callbacks: Sequence[Any] = ()) -> Any:
+    """A one-device Lightning Trainer that writes nothing: no logger, checkpoint, progress bar, model
+    summary or sanity check (the benchmarks time and measure training only)."""
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        accelerator=accelerator,
         devices=1,
-        max_epochs=epochs,
+        max_epochs=max_epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -373,8 +382,6 @@ def fit_two_views(
         num_sanity_val_steps=0,
         callbacks=list(callbacks),
     )
-    trainer.fit(model, train_dataloaders=loader)
-    return trainer
 
 
 # -------------------------------------------------------------------------------------------------- probes

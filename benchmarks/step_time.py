@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from accuracy import BYOL_KEYS, SMALL_CNN, _quiet, compose_cfg, register_small_cnn
+from accuracy import BYOL_KEYS, SMALL_CNN, _quiet, compose_cfg, quiet_trainer, register_small_cnn
 
 
 @dataclass(frozen=True)
@@ -151,21 +151,9 @@ def fit(
     model, device: str, n_batches: int, batch_size: int, size: int, callbacks: Sequence = (), loader=None
 ):  # noqa: ANN001
     """One Lightning fit of ``n_batches`` steps (the EMA step counter is reset so EMA runs every step)."""
-    import lightning.pytorch as pl
-
     if hasattr(model, "last_step"):
         model.last_step = 0
-    trainer = pl.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=list(callbacks),
-    )
+    trainer = quiet_trainer("gpu" if device == "cuda" else "cpu", 1, callbacks)
     trainer.fit(model, train_dataloaders=loader or _loader(n_batches, batch_size, size))
 
 
